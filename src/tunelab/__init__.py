@@ -1,0 +1,13 @@
+"""tunelab: train neural networks better through their hyperparameters and training techniques."""
+
+__version__ = "0.1.0"
+
+from tunelab.api import as_config, train  # noqa: E402
+from tunelab.config import RunConfig, from_dict, load_config  # noqa: E402
+from tunelab.errors import ConfigError, DataError, TrialError, TunelabError  # noqa: E402
+from tunelab.trainer.fit import EpochEvent, RunResult, fit  # noqa: E402
+
+__all__ = [
+    "__version__", "train", "as_config", "fit", "RunConfig", "RunResult", "EpochEvent",
+    "from_dict", "load_config", "TunelabError", "ConfigError", "DataError", "TrialError",
+]

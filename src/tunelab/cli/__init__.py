@@ -1,0 +1,1 @@
+"""Command line: one module per command, thin (parse, call the library, print)."""

@@ -1,0 +1,59 @@
+"""``tunelab`` entry point: the typer app, global --debug, and one-line user errors (exit 2)."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+import typer
+
+from tunelab.errors import TunelabError
+
+app = typer.Typer(
+    name="tunelab", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Train neural networks better through their hyperparameters and training techniques.")
+STATE = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+    """tunelab: train one model with any combination of classic techniques, on real data."""
+    STATE["debug"] = debug
+
+
+def _register() -> None:
+    from tunelab.cli import datasets, train
+
+    app.command("train")(train.train_command)
+    app.add_typer(datasets.app, name="datasets")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors print one line and exit 2, --debug adds the traceback."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except TunelabError as e:
+        if STATE["debug"] or "--debug" in (argv or sys.argv):
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def entry() -> None:
+    """Console-script entry: exit with main()'s code."""
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""``tunelab train CONFIG``: one model, live progress, an epoch table and a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tunelab.api import as_config, train
+
+EXIT = {"completed": 0, "early_stopped": 0, "stopped": 0, "diverged": 1, "interrupted": 130}
+
+
+HEADER = "epoch  loss train/val   acc train/val         lr  seconds"
+
+
+def _row(m: dict) -> str:
+    return (f"{m['epoch']:>5}  {m['train_loss']:.4f}/{m['val_loss']:.4f}  "
+            f"{m['train_accuracy']:.4f}/{m['val_accuracy']:.4f}  {m['lr']:>9.3g}  {m['seconds']:>7.2f}")
+
+
+def _summary(result) -> Table:
+    table = Table(title="result", show_header=False)
+    for key, value in result.summary().items():
+        if value is not None and value != "":
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    table.add_row("run folder", str(result.run_dir))
+    return table
+
+
+def train_command(
+    config: Optional[Path] = typer.Argument(None, help="YAML config (sections data, model, optimizer, "
+                                            "schedule, training, augment); omitted: all defaults."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set optimizer.lr=3e-4 "
+                                   "(repeatable; values are YAML)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<time>-<data>-<model>)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or auto (overrides training.device)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch table."),
+) -> None:
+    """Train one model and write config.yaml, history.csv, result.json, curves.png, model.pt."""
+    overrides = list(set_) + ([f"training.device={device}"] if device else [])
+    cfg = as_config(config, overrides)  # every config error is raised here, before any work
+    console = Console(stderr=False, quiet=quiet)
+    o = cfg.optimizer
+    console.print(f"[bold]{cfg.data.name}[/] · {cfg.model.name} {cfg.model.hidden if cfg.model.name == 'mlp' else cfg.model.channels} "
+                  f"· {o.name} lr={o.lr:g} · schedule {cfg.schedule.name} · {cfg.training.epochs} epochs")
+    console.print(HEADER, style="dim", highlight=False)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True, disable=quiet) as progress:
+        epochs = progress.add_task("epochs", total=cfg.training.epochs)
+        batches = progress.add_task("batches", total=None)
+
+        def on_batch(epoch: int, step: int, steps: int) -> None:
+            progress.update(batches, completed=step, total=steps)
+
+        def on_epoch(event) -> None:
+            progress.console.print(_row(event.metrics), highlight=False)
+            progress.advance(epochs)
+
+        result = train(cfg, out=out, on_epoch=on_epoch, on_batch=on_batch)
+    console.print(_summary(result))
+    if result.status == "diverged":
+        typer.echo(f"error: run diverged: {result.message}", err=True)
+    raise typer.Exit(EXIT[result.status])

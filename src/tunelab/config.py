@@ -1,0 +1,386 @@
+"""RunConfig: one training run, fully specified, parsed and validated once at the edge.
+
+A config is a tree of frozen dataclasses. Every field has a default; YAML files, dicts and
+dotted overrides (``optimizer.lr=3e-4``) are parsed by ``load_config`` / ``from_dict``, which
+reject unknown keys, wrong types and out-of-range values with one line naming the key, the
+bad value and what is allowed.
+
+Example:
+    >>> from tunelab.config import from_dict
+    >>> cfg = from_dict({"optimizer": {"name": "sgd", "lr": 0.1}}, overrides=["training.epochs=3"])
+    >>> cfg.training.epochs, cfg.optimizer.lr
+    (3, 0.1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+
+from tunelab.errors import ConfigError
+
+__all__ = [
+    "DataConfig", "ModelConfig", "OptimizerConfig", "ScheduleConfig", "EarlyStoppingConfig",
+    "TrainingConfig", "AugmentConfig", "RunConfig", "from_dict", "load_config", "to_dict",
+    "dump_config", "parse_override", "replace",
+]
+
+
+def opt(default: Any, doc: str = "", *, lo: float | None = None, hi: float | None = None,
+        lo_open: bool = False, hi_open: bool = False, choices: Sequence[Any] | None = None,
+        registry: str | None = None) -> Any:
+    """A dataclass field with validation metadata (range, fixed choices or a registry)."""
+    meta = dict(doc=doc, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, choices=choices,
+                registry=registry)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    if dataclasses.is_dataclass(default):
+        return field(default_factory=lambda: dataclasses.replace(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --------------------------------------------------------------------------- sections
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = opt("digits", "dataset", registry="tunelab.data.sources:DATASETS")
+    dir: Optional[str] = opt(None, "data directory (default: $TUNELAB_DATA or ~/.cache/tunelab)")
+    path: Optional[str] = opt(None, "file for the csv and npz sources")
+    target: str = opt("label", "target column of a csv file")
+    val_fraction: float = opt(0.1, "fraction of the training set held out for validation",
+                              lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    test_fraction: float = opt(0.2, "fraction held out as test set where the source has none",
+                               lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    split_seed: int = opt(0, "seed of the validation/test split", lo=0)
+    scaling: str = opt("unit", "unit: pixels/255 (0-1); standardize: z-score fitted on train; none",
+                       choices=["none", "unit", "standardize"])
+    train_size: Optional[int] = opt(None, "use only this many training examples", lo=1)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = opt("mlp", "architecture", registry="tunelab.nn.models:MODELS")
+    hidden: list[int] = opt([256, 128], "mlp hidden widths (depth = length); cnn head widths")
+    channels: list[int] = opt([16, 32], "cnn channels per conv block")
+    kernel_size: int = opt(3, "cnn kernel size", lo=1)
+    pool: str = opt("max", "cnn pooling after each block", choices=["max", "avg", "none"])
+    activation: str = opt("relu", "hidden activation", registry="tunelab.nn.activations:ACTIVATIONS")
+    init: str = opt("he_normal", "weight initialization", registry="tunelab.nn.init:INITS")
+    init_std: float = opt(0.01, "std of the 'normal' init", lo=0.0, lo_open=True)
+    norm: str = opt("none", "normalization layer", registry="tunelab.nn.norms:NORMS")
+    norm_position: str = opt("before", "norm before or after the activation",
+                             choices=["before", "after"])
+    groups: int = opt(8, "number of groups of group norm", lo=1)
+    dropout: float = opt(0.0, "dropout rate after each hidden layer", lo=0.0, hi=1.0, hi_open=True)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = opt("adam", "optimizer", registry="tunelab.optim.optimizers:OPTIMIZERS")
+    lr: Optional[float] = opt(None, "learning rate (default depends on the optimizer)",
+                              lo=0.0, lo_open=True)
+    momentum: float = opt(0.9, "momentum of 'momentum' and 'nesterov'", lo=0.0, hi=1.0, hi_open=True)
+    betas: list[float] = opt([0.9, 0.999], "adam/adamw betas")
+    eps: Optional[float] = opt(None, "numerical epsilon (default: torch's for the optimizer)",
+                               lo=0.0, lo_open=True)
+    rho: float = opt(0.9, "adadelta decay", lo=0.0, hi=1.0, hi_open=True)
+    alpha: float = opt(0.99, "rmsprop smoothing constant", lo=0.0, hi=1.0, hi_open=True)
+    weight_decay: float = opt(0.0, "L2 penalty (decoupled for adamw)", lo=0.0)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: str = opt("constant", "lr schedule", registry="tunelab.optim.schedules:SCHEDULES")
+    warmup_epochs: int = opt(0, "linear warmup epochs before the schedule", lo=0)
+    warmup_start: float = opt(0.1, "lr multiplier at the first warmup epoch", lo=0.0, hi=1.0,
+                              lo_open=True)
+    step_size: int = opt(10, "step: epochs between decays", lo=1)
+    gamma: Optional[float] = opt(None, "decay factor (step: 0.1, exponential: 0.95)",
+                                 lo=0.0, hi=1.0, lo_open=True)
+    min_lr: float = opt(0.0, "cosine floor and plateau minimum lr", lo=0.0)
+    pct_start: float = opt(0.3, "one-cycle: fraction of steps spent increasing", lo=0.0, hi=1.0,
+                           lo_open=True, hi_open=True)
+    div_factor: float = opt(25.0, "one-cycle: initial lr = lr / div_factor", lo=1.0)
+    final_div_factor: float = opt(1e4, "one-cycle: final lr = initial / final_div_factor", lo=1.0)
+    monitor: str = opt("val_loss", "plateau metric",
+                       choices=["val_loss", "val_accuracy", "train_loss", "train_accuracy"])
+    mode: str = opt("auto", "plateau: min, max, or auto from the metric", choices=["auto", "min", "max"])
+    factor: float = opt(0.1, "plateau: lr multiplier on a plateau", lo=0.0, hi=1.0,
+                        lo_open=True, hi_open=True)
+    patience: int = opt(5, "plateau: epochs without improvement before reducing", lo=0)
+    cooldown: int = opt(0, "plateau: epochs to wait after a reduction", lo=0)
+    threshold: float = opt(1e-4, "plateau: relative improvement that counts", lo=0.0)
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    enabled: bool = opt(False, "stop when the monitored metric stops improving")
+    monitor: str = opt("val_loss", "metric to watch",
+                       choices=["val_loss", "val_accuracy", "train_loss", "train_accuracy"])
+    mode: str = opt("auto", "min, max, or auto from the metric", choices=["auto", "min", "max"])
+    patience: int = opt(5, "epochs without improvement before stopping", lo=0)
+    min_delta: float = opt(0.0, "smallest change that counts as improvement", lo=0.0)
+    restore_best: bool = opt(True, "restore the best weights at the end")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = opt(20, "training epochs", lo=1)
+    batch_size: int = opt(128, "mini-batch size", lo=1)
+    eval_batch_size: int = opt(8192, "batch size of evaluation passes", lo=1)
+    seed: int = opt(0, "seed of weights, data order, dropout and augmentation", lo=0)
+    device: str = opt("auto", "cpu, cuda or auto", choices=["auto", "cpu", "cuda"])
+    threads: Optional[int] = opt(None, "torch CPU threads (default: torch's)", lo=1)
+    early_stopping: EarlyStoppingConfig = opt(EarlyStoppingConfig())
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    translate: int = opt(0, "random shift of up to this many pixels", lo=0)
+    rotate: float = opt(0.0, "random rotation of up to this many degrees", lo=0.0, hi=180.0)
+    hflip: bool = opt(False, "random horizontal flip (only where the dataset allows it)")
+    noise: float = opt(0.0, "std of added gaussian noise", lo=0.0)
+    cutout: int = opt(0, "side of a random square set to zero", lo=0)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.translate or self.rotate or self.hflip or self.noise or self.cutout)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = opt(DataConfig())
+    model: ModelConfig = opt(ModelConfig())
+    optimizer: OptimizerConfig = opt(OptimizerConfig())
+    schedule: ScheduleConfig = opt(ScheduleConfig())
+    training: TrainingConfig = opt(TrainingConfig())
+    augment: AugmentConfig = opt(AugmentConfig())
+
+
+# --------------------------------------------------------------------------- parsing
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return f"{_type_name(inner[0])} or null"
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it in canonical form."""
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"{key}={value!r} has the wrong type; expected {_type_name(tp)}")
+    if origin is typing.Union:
+        if value is None:
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
+        return _coerce(key, value, inner)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        return [_coerce(f"{key}[{i}]", v, typing.get_args(tp)[0]) for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if tp is float:
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{key}={value!r} is not a finite number")
+            return float(value)
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    raise bad
+
+
+def _check_range(key: str, value: Any, meta: dict) -> None:
+    values = value if isinstance(value, list) else [value]
+    lo, hi = meta.get("lo"), meta.get("hi")
+    for v in values:
+        if v is None or isinstance(v, str):
+            continue
+        low_bad = lo is not None and (v <= lo if meta["lo_open"] else v < lo)
+        high_bad = hi is not None and (v >= hi if meta["hi_open"] else v > hi)
+        if low_bad or high_bad:
+            left = "(" if meta["lo_open"] else "["
+            right = ")" if meta["hi_open"] else "]"
+            span = f"{left}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}{right}"
+            raise ConfigError(f"{key}={value!r} is out of range; allowed: {span}")
+
+
+def _check_choice(key: str, value: Any, meta: dict) -> None:
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise ConfigError(f"{key}={value!r} is not allowed; choose one of {sorted(meta['choices'])}")
+    if meta.get("registry"):
+        module, attr = meta["registry"].split(":")
+        registry = getattr(importlib.import_module(module), attr)
+        if value not in registry:
+            raise ConfigError(registry.unknown_message(value).replace(registry.key, key, 1))
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix or 'config'}={raw!r} must be a mapping of keys to values")
+    hints = _hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in raw:
+        if name not in fields:
+            where = f"{prefix}.{name}" if prefix else str(name)
+            raise ConfigError(f"{where} is not a config key; allowed keys: {sorted(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in raw:
+            continue
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, raw[name] if raw[name] is not None else {}, key)
+            continue
+        if isinstance(raw[name], dict) and raw[name]:
+            sub = next(iter(raw[name]))
+            raise ConfigError(f"{key}.{sub} is not a config key; {key} is a value, not a section")
+        value = _coerce(key, raw[name], tp)
+        _check_range(key, value, f.metadata)
+        if value is not None:
+            _check_choice(key, value, f.metadata)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _check_defaults(obj: Any, prefix: str = "") -> None:
+    """Validate registry-backed defaults too (catches a default naming nothing)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(value):
+            _check_defaults(value, key)
+        elif value is not None:
+            _check_choice(key, value, f.metadata)
+
+
+def _cross_check(cfg: RunConfig) -> None:
+    """Rules that span several fields."""
+    if len(cfg.optimizer.betas) != 2 or not all(0 <= b < 1 for b in cfg.optimizer.betas):
+        raise ConfigError(f"optimizer.betas={cfg.optimizer.betas!r} must be two numbers in [0, 1)")
+    if cfg.model.name == "mlp" and any(h < 1 for h in cfg.model.hidden):
+        raise ConfigError(f"model.hidden={cfg.model.hidden!r} must hold positive widths")
+    if any(c < 1 for c in cfg.model.channels) or (cfg.model.name == "cnn" and not cfg.model.channels):
+        raise ConfigError(f"model.channels={cfg.model.channels!r} must be a non-empty list of positive ints")
+    if cfg.model.norm == "instance" and cfg.model.name != "cnn":
+        raise ConfigError("model.norm='instance' needs spatial maps; it is allowed only with model.name='cnn'")
+    if cfg.data.name in ("csv", "npz") and not cfg.data.path:
+        raise ConfigError(f"data.path is required for data.name={cfg.data.name!r}; give the file to read")
+    if cfg.schedule.warmup_epochs >= cfg.training.epochs and cfg.schedule.warmup_epochs > 0:
+        raise ConfigError(f"schedule.warmup_epochs={cfg.schedule.warmup_epochs} must be less than "
+                          f"training.epochs={cfg.training.epochs}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into (["a", "b"], parsed YAML value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r} must look like key.path=value")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text!r} has an empty key; use key.path=value")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}={value!r} is not a valid YAML value") from None
+    return key.split("."), parsed
+
+
+def _apply_override(raw: dict, path: list[str], value: Any) -> None:
+    node = raw
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(path)}: {part!r} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def from_dict(raw: dict | None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Build a validated RunConfig from a plain dict plus dotted ``key=value`` overrides."""
+    import copy
+
+    raw = copy.deepcopy(raw) if raw else {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config must be a mapping of sections, got {type(raw).__name__}")
+    for text in overrides:
+        path, value = parse_override(text)
+        _apply_override(raw, path, value)
+    cfg = _build(RunConfig, raw, "")
+    _check_defaults(cfg)
+    _cross_check(cfg)
+    return _resolve(cfg)
+
+
+def _resolve(cfg: RunConfig) -> RunConfig:
+    """Fill in the defaults that depend on other fields, so a saved config is fully explicit."""
+    from tunelab.optim.optimizers import default_eps, default_lr
+
+    o, s = cfg.optimizer, cfg.schedule
+    o = dataclasses.replace(o, lr=o.lr if o.lr is not None else default_lr(o.name),
+                            eps=o.eps if o.eps is not None else default_eps(o.name))
+    gamma = s.gamma if s.gamma is not None else (0.95 if s.name == "exponential" else 0.1)
+    return dataclasses.replace(cfg, optimizer=o, schedule=dataclasses.replace(s, gamma=gamma))
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML config file (or none: all defaults) and apply dotted overrides."""
+    raw: Any = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}") from None
+    return from_dict(raw, overrides)
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a config (lists stay lists), for YAML and JSON."""
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def replace(cfg: RunConfig, overrides: Sequence[str]) -> RunConfig:
+    """A new validated config: ``cfg`` with dotted overrides applied."""
+    return from_dict(to_dict(cfg), overrides)

@@ -1,0 +1,66 @@
+"""Optimizer names -> torch.optim, with their hyperparameters by name.
+
+``weight_decay`` is torch's coupled L2 penalty (added to the gradient) for every optimizer
+except ``adamw``, where it is decoupled (applied to the weights directly).
+
+Example:
+    >>> import torch
+    >>> from tunelab.config import OptimizerConfig
+    >>> opt = build_optimizer([torch.nn.Parameter(torch.zeros(2))],
+    ...                       OptimizerConfig(name="nesterov", lr=0.1))
+    >>> type(opt).__name__, opt.defaults["nesterov"]
+    ('SGD', True)
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from tunelab.config import OptimizerConfig
+from tunelab.registry import Registry
+
+__all__ = ["OPTIMIZERS", "build_optimizer", "default_lr", "default_eps"]
+
+OPTIMIZERS = Registry("optimizer.name")
+
+# Sensible starting learning rates per optimizer (adadelta's 1.0 is the paper's and torch's).
+_DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.01,
+               "rmsprop": 1e-3, "adadelta": 1.0, "adam": 1e-3, "adamw": 1e-3}
+# torch.optim's own defaults, so an unset eps means exactly what torch means.
+_DEFAULT_EPS = {"adagrad": 1e-10, "adadelta": 1e-6}
+
+
+def default_lr(name: str) -> float:
+    return _DEFAULT_LR.get(name, 1e-3)
+
+
+def default_eps(name: str) -> float:
+    return _DEFAULT_EPS.get(name, 1e-8)
+
+
+OPTIMIZERS.register("sgd", lambda p, c: torch.optim.SGD(p, lr=c.lr, weight_decay=c.weight_decay))
+OPTIMIZERS.register("momentum", lambda p, c: torch.optim.SGD(
+    p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay))
+OPTIMIZERS.register("nesterov", lambda p, c: torch.optim.SGD(
+    p, lr=c.lr, momentum=c.momentum, nesterov=True, weight_decay=c.weight_decay))
+OPTIMIZERS.register("adagrad", lambda p, c: torch.optim.Adagrad(
+    p, lr=c.lr, eps=c.eps, weight_decay=c.weight_decay))
+OPTIMIZERS.register("rmsprop", lambda p, c: torch.optim.RMSprop(
+    p, lr=c.lr, alpha=c.alpha, eps=c.eps, weight_decay=c.weight_decay))
+OPTIMIZERS.register("adadelta", lambda p, c: torch.optim.Adadelta(
+    p, lr=c.lr, rho=c.rho, eps=c.eps, weight_decay=c.weight_decay))
+OPTIMIZERS.register("adam", lambda p, c: torch.optim.Adam(
+    p, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay))
+OPTIMIZERS.register("adamw", lambda p, c: torch.optim.AdamW(
+    p, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay))
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    """The torch.optim optimizer named by ``cfg.name`` with ``cfg``'s hyperparameters."""
+    if cfg.lr is None or cfg.eps is None:  # a config not passed through from_dict
+        import dataclasses
+        cfg = dataclasses.replace(cfg, lr=cfg.lr if cfg.lr is not None else default_lr(cfg.name),
+                                  eps=cfg.eps if cfg.eps is not None else default_eps(cfg.name))
+    return OPTIMIZERS.get(cfg.name)(list(params), cfg)

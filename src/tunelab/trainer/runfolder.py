@@ -1,0 +1,65 @@
+"""The run folder: config.yaml, history.csv, result.json, curves.png, model.pt.
+
+Example:
+    >>> default_run_dir("runs", "digits", "mlp").parent.name
+    'runs'
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunelab.config import RunConfig, dump_config
+from tunelab.trainer.fit import RunResult
+
+__all__ = ["write_run", "default_run_dir", "HISTORY_COLUMNS"]
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+
+
+def default_run_dir(root: str | Path, data: str, model: str) -> Path:
+    """``runs/20261123-201501-digits-mlp`` (a suffix is added if it already exists)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{stamp}-{data}-{model}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    return path
+
+
+def _versions() -> dict[str, str]:
+    import tunelab
+
+    return {"tunelab": tunelab.__version__, "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+def write_run(out: str | Path, cfg: RunConfig, result: RunResult, extra: dict[str, Any] | None = None) -> Path:
+    """Write everything a run leaves behind into ``out`` (created if needed)."""
+    from tunelab.report.figures import plot_curves
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, out / "config.yaml")
+    with open(out / "history.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(result.history)
+    summary = {**result.summary(), "versions": _versions(), **(extra or {})}
+    (out / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if result.history:
+        fig = plot_curves(result.history, title=f"{cfg.data.name} / {cfg.model.name}")
+        fig.savefig(out / "curves.png", dpi=110)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    if result.model is not None:
+        torch.save(result.model.state_dict(), out / "model.pt")
+    return out

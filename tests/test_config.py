@@ -1,0 +1,86 @@
+"""Config parsing: defaults, overrides, round trips, and every kind of bad config."""
+
+import pytest
+
+from tunelab.config import RunConfig, dump_config, from_dict, load_config, to_dict
+from tunelab.errors import ConfigError
+
+
+def test_defaults_are_complete_and_valid():
+    cfg = from_dict({})
+    assert isinstance(cfg, RunConfig)
+    assert cfg.data.name == "digits" and cfg.model.name == "mlp"
+    assert cfg.optimizer.lr == 1e-3 and cfg.optimizer.eps == 1e-8
+
+
+def test_overrides_are_yaml_values():
+    cfg = from_dict({}, ["model.hidden=[64, 32, 16]", "optimizer.lr=3e-4", "training.early_stopping.enabled=true"])
+    assert cfg.model.hidden == [64, 32, 16]
+    assert cfg.optimizer.lr == pytest.approx(3e-4)
+    assert cfg.training.early_stopping.enabled is True
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = from_dict({"model": {"name": "cnn", "norm": "group", "groups": 4}, "schedule": {"name": "cosine"}})
+    dump_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
+    assert to_dict(load_config(tmp_path / "c.yaml")) == to_dict(cfg)
+
+
+def test_pyyaml_exponent_without_dot_is_a_float(tmp_path):
+    (tmp_path / "c.yaml").write_text("optimizer:\n  lr: 1e-3\n")
+    assert load_config(tmp_path / "c.yaml").optimizer.lr == 1e-3
+
+
+BAD = [
+    ({"optimiser": {}}, [], r"optimiser is not a config key; allowed keys: \['augment', 'data'"),
+    ({"model": {"widths": [3]}}, [], r"model.widths is not a config key; allowed keys: .*'hidden'"),
+    ({"training": {"epochs": "ten"}}, [], r"training.epochs='ten' has the wrong type; expected an integer"),
+    ({"training": {"epochs": 2.5}}, [], r"training.epochs=2.5 has the wrong type; expected an integer"),
+    ({"training": {"epochs": True}}, [], r"training.epochs=True has the wrong type"),
+    ({"model": {"hidden": 128}}, [], r"model.hidden=128 has the wrong type; expected a list of an integer"),
+    ({"model": {"hidden": [128, "x"]}}, [], r"model.hidden\[1\]='x' has the wrong type"),
+    ({"optimizer": {"lr": -0.1}}, [], r"optimizer.lr=-0.1 is out of range; allowed: \(0.0, inf\]"),
+    ({"optimizer": {"lr": 0}}, [], r"optimizer.lr=0.0 is out of range"),
+    ({"model": {"dropout": 1.0}}, [], r"model.dropout=1.0 is out of range; allowed: \[0.0, 1.0\)"),
+    ({"data": {"val_fraction": 0}}, [], r"data.val_fraction=0.0 is out of range"),
+    ({"training": {"batch_size": 0}}, [], r"training.batch_size=0 is out of range; allowed: \[1, inf\]"),
+    ({"model": {"activation": "relux"}}, [], r"model.activation='relux' is not known; choose one of \[.*'relu'.*\(did you mean 'relu'\?\)"),
+    ({"model": {"init": "kaiming"}}, [], r"model.init='kaiming' is not known; choose one of \[.*'he_normal'"),
+    ({"model": {"norm": "batchnorm"}}, [], r"model.norm='batchnorm' is not known"),
+    ({"schedule": {"name": "linear"}}, [], r"schedule.name='linear' is not known; choose one of \[.*'cosine'"),
+    ({"data": {"name": "cifar"}}, [], r"data.name='cifar' is not known; choose one of \[.*'mnist'"),
+    ({"model": {"norm_position": "middle"}}, [], r"model.norm_position='middle' is not allowed; choose one of \['after', 'before'\]"),
+    ({"training": {"device": "tpu"}}, [], r"training.device='tpu' is not allowed"),
+    ({"optimizer": {"betas": [0.9]}}, [], r"optimizer.betas=\[0.9\] must be two numbers in \[0, 1\)"),
+    ({"optimizer": {"betas": [0.9, 1.5]}}, [], r"optimizer.betas=\[0.9, 1.5\] must be two numbers"),
+    ({"model": {"norm": "instance"}}, [], r"model.norm='instance' needs spatial maps"),
+    ({"data": {"name": "csv"}}, [], r"data.path is required for data.name='csv'"),
+    ({"schedule": {"warmup_epochs": 5}, "training": {"epochs": 5}}, [], r"schedule.warmup_epochs=5 must be less than training.epochs=5"),
+    ({"model": []}, [], r"model=\[\] must be a mapping"),
+    ({"optimizer": {"lr": float("nan")}}, [], r"optimizer.lr=nan is not a finite number"),
+    ({}, ["optimizer.lr"], r"--set 'optimizer.lr' must look like key.path=value"),
+    ({}, ["=3"], r"--set '=3' has an empty key"),
+    ({}, ["optimizer.lr=[1, 2"], r"--set optimizer.lr='\[1, 2' is not a valid YAML value"),
+    ({}, ["optimizer.lr.x=1"], r"optimizer.lr.x is not a config key; optimizer.lr is a value, not a section"),
+    ({}, ["training.epochs=0"], r"training.epochs=0 is out of range"),
+    ({}, ["model.activaton=relu"], r"model.activaton is not a config key"),
+]
+
+
+@pytest.mark.parametrize("raw,overrides,message", BAD)
+def test_bad_configs_give_one_line_naming_key_value_and_choices(raw, overrides, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        from_dict(raw, overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match=r"config file '.*nope.yaml' does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("model:\n  hidden: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"is not valid YAML at line"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(tmp_path / "list.yaml")
