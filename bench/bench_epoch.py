@@ -1,11 +1,15 @@
 """One MNIST epoch of the 784-256-128-10 MLP at batch 128: tunelab's trainer vs two baselines.
 
 - bare:       a hand-written PyTorch loop over batches sliced before the clock starts
-              (the fastest plain loop; same model, optimizer, loss accounting and validation);
-- dataloader: the common Dataset + DataLoader loop (per-sample __getitem__, shuffle=True).
+              (same model, torch.optim.Adam with its defaults, loss accounting and validation);
+- bare-fused: the same loop with Adam(fused=True), the kernel tunelab's trainer asks for, so
+              the ratio tunelab / bare-fused is the trainer's own overhead;
+- dataloader: the common Dataset + DataLoader loop (per-sample __getitem__ converting uint8
+              pixels to floats as torchvision's ToTensor does, shuffle=True, loss.item() per batch).
 
-All three run in this process on the same data, after one warm-up epoch each; each epoch is
-timed separately and the median with min/max is reported, with achieved GFLOP/s at
+All run in this process on the same data, in interleaved rounds (one epoch of each loop per
+round) after a warm-up round; each epoch is timed separately and the median with min/max is
+reported, with achieved GFLOP/s at
 1.007 MFLOP per training sample. Prints a table and appends a JSON line to
 bench/results/bench_epoch.jsonl.
 
@@ -46,23 +50,22 @@ def _model(cfg, data, seed=0):
     return build_model(cfg.model, data.input_shape, data.num_classes)
 
 
-def time_tunelab(cfg, data, epochs: int) -> list[float]:
-    """Per-epoch seconds as fit() records them (train + validation), warm-up epoch dropped."""
+def tunelab_loop(cfg, data):
+    """One epoch of fit() per call; its own per-epoch clock (train + validation)."""
     from tunelab.config import replace
 
-    run_cfg = replace(cfg, [f"training.epochs={epochs + 1}"])
-    result = fit(run_cfg, data, _model(cfg, data))
-    return [h["seconds"] for h in result.history[1:]]
+    model, run_cfg = _model(cfg, data), replace(cfg, ["training.epochs=1"])
+    return lambda: fit(run_cfg, data, model).history[0]["seconds"]
 
 
-def time_bare(cfg, data, epochs: int) -> list[float]:
+def bare_loop(cfg, data, fused: bool = False):
     """Hand-written loop over pre-sliced batches, same accounting and validation pass."""
     model = _model(cfg, data)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if fused else {}))
     bs = cfg.training.batch_size
     gen = torch.Generator().manual_seed(0)
-    times = []
-    for _ in range(epochs + 1):
+
+    def epoch() -> float:
         perm = torch.randperm(len(data.y_train), generator=gen)
         x, y = data.x_train[perm], data.y_train[perm]
         batches = [(x[i:i + bs], y[i:i + bs]) for i in range(0, len(y), bs)]  # sliced before timing
@@ -79,31 +82,34 @@ def time_bare(cfg, data, epochs: int) -> list[float]:
             correct += (logits.detach().argmax(1) == yb).sum()
         _ = loss_sum.item(), correct.item()
         evaluate(model, data.x_val, data.y_val, cfg.training.eval_batch_size)
-        times.append(time.perf_counter() - t0)
-    return times[1:]
+        return time.perf_counter() - t0
+
+    return epoch
 
 
 class _PerSample(torch.utils.data.Dataset):
-    """The common way: one (x, y) per __getitem__, from numpy arrays."""
+    """The common way (torchvision's MNIST + ToTensor): uint8 images stored, each sample
+    converted to a float (1, 28, 28) tensor in [0, 1] in __getitem__, collated by the loader."""
 
     def __init__(self, x, y):
-        self.x, self.y = x.numpy(), y.numpy()
+        self.x = (x * 255).round().to(torch.uint8).numpy()  # the raw pixels, as the files hold them
+        self.y = y.numpy()
 
     def __len__(self):
         return len(self.y)
 
     def __getitem__(self, i):
-        return torch.from_numpy(self.x[i]), int(self.y[i])
+        return torch.from_numpy(self.x[i]).float().div(255), int(self.y[i])
 
 
-def time_dataloader(cfg, data, epochs: int) -> list[float]:
+def dataloader_loop(cfg, data):
     model = _model(cfg, data)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = torch.utils.data.DataLoader(_PerSample(data.x_train, data.y_train),
                                          batch_size=cfg.training.batch_size, shuffle=True)
     val = torch.utils.data.DataLoader(_PerSample(data.x_val, data.y_val), batch_size=1000)
-    times = []
-    for _ in range(epochs + 1):
+
+    def epoch() -> float:
         t0 = time.perf_counter()
         model.train()
         total, correct = 0.0, 0
@@ -119,8 +125,9 @@ def time_dataloader(cfg, data, epochs: int) -> list[float]:
         with torch.no_grad():
             for xb, yb in val:
                 F.cross_entropy(model(xb), yb).item()
-        times.append(time.perf_counter() - t0)
-    return times[1:]
+        return time.perf_counter() - t0
+
+    return epoch
 
 
 def main() -> None:
@@ -131,9 +138,16 @@ def main() -> None:
     args = ap.parse_args()
     cfg, data = _setup(args.batch_size)
     flop_epoch = flops_per_sample(_model(cfg, data), data.input_shape) * len(data.y_train)
+    loops = {"tunelab": tunelab_loop(cfg, data), "bare": bare_loop(cfg, data),
+             "bare-fused": bare_loop(cfg, data, fused=True), "dataloader": dataloader_loop(cfg, data)}
+    times: dict[str, list[float]] = {name: [] for name in loops}
+    for round_ in range(args.epochs + 1):  # interleaved rounds: machine noise hits every loop alike
+        for name, epoch in loops.items():
+            t = epoch()
+            if round_ > 0:  # round 0 is the warm-up
+                times[name].append(t)
     rows = {}
-    for name, fn in (("tunelab", time_tunelab), ("bare", time_bare), ("dataloader", time_dataloader)):
-        t = fn(cfg, data, args.epochs)
+    for name, t in times.items():
         rows[name] = dict(median=statistics.median(t), min=min(t), max=max(t), n=len(t),
                           gflops=flop_epoch / statistics.median(t) / 1e9)
     print(f"MNIST epoch, MLP 784-{'-'.join(map(str, HIDDEN))}-10, batch {args.batch_size}, "

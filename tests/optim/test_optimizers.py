@@ -51,8 +51,9 @@ def test_steps_equal_the_reference(name):
     cls, hp, fixed = CASES[name]
     torch_kw = {k: (tuple(v) if k == "betas" else v) for k, v in {**hp, **fixed}.items()}
     ours = _trajectory(lambda p: build_optimizer(p, OptimizerConfig(name=name, **hp)))
-    ref = _trajectory(lambda p: cls(p, **torch_kw))
-    assert torch.equal(ours, ref)
+    ref = _trajectory(lambda p: cls(p, **torch_kw, foreach=False))  # the plain per-tensor loop
+    # ours may use torch's fused kernel (same math, another summation order): ~1 ulp apart
+    assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-6)
 
 
 def test_adamw_decay_is_decoupled_and_adam_is_coupled():

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print one line and exit 2, --debug adds the traceback."""
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # click returns typer.Exit codes here
     except TunelabError as e:
         if STATE["debug"] or "--debug" in (argv or sys.argv):
             traceback.print_exc()
@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         print("aborted", file=sys.stderr)
         return 130
-    return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

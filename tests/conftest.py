@@ -17,7 +17,7 @@ def _shared_data_dir() -> Path | None:
     env = os.environ.get("TUNELAB_DATA")
     if env and Path(env).is_dir():
         return Path(env)
-    repo_relative = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    repo_relative = Path(__file__).resolve().parents[1].parent / "shared" / "data"
     return repo_relative if repo_relative.is_dir() else None
 
 
