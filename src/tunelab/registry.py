@@ -26,9 +26,11 @@ class Registry:
         self.key = key  # the config key this registry answers for, used in error messages
         self._items: dict[str, Any] = {}
 
-    def register(self, name: str, obj: Any = None) -> Any:
+    _DECORATE = object()
+
+    def register(self, name: str, obj: Any = _DECORATE) -> Any:
         """Register ``obj`` under ``name``; usable as a decorator when ``obj`` is omitted."""
-        if obj is None:
+        if obj is Registry._DECORATE:
             return lambda o: self.register(name, o)
         if name in self._items:
             raise ValueError(f"{self.key}: {name!r} is already registered")

@@ -97,3 +97,12 @@ def test_schedule_object_plateau_uses_monitor():
         sched.end_epoch(epoch, {"val_accuracy": acc})
     assert sched.lr(2) == pytest.approx(BASE * 0.1)
     assert math.isclose(lr_at(0, 0, 1.0, ScheduleConfig(name="exponential", gamma=None), 5, 1), 1.0)
+
+
+def test_every_schedule_name_is_accepted_by_the_config():
+    from tunelab.config import from_dict
+    from tunelab.optim.schedules import SCHEDULES
+
+    assert SCHEDULES.names() == ["constant", "cosine", "exponential", "onecycle", "plateau", "step"]
+    for name in SCHEDULES.names():
+        assert from_dict({"schedule": {"name": name}}).schedule.name == name

@@ -37,7 +37,6 @@ SCHEDULES.register("plateau", lambda e, cfg, base, span: base)  # its changes li
 SCHEDULES.register("step", lambda e, cfg, base, span: base * cfg.gamma ** (e // cfg.step_size))
 SCHEDULES.register("exponential", lambda e, cfg, base, span: base * cfg.gamma ** e)
 SCHEDULES.register("cosine", _cosine)
-SCHEDULES.register("onecycle", None)  # per-step rule, see _onecycle
 
 
 def _anneal(start: float, end: float, pct: float) -> float:
@@ -51,6 +50,9 @@ def _onecycle(t: int, total: int, base: float, cfg: ScheduleConfig) -> float:
     if t <= end_up:
         return _anneal(initial, base, t / end_up)
     return _anneal(base, initial / cfg.final_div_factor, (t - end_up) / (total - 1 - end_up))
+
+
+SCHEDULES.register("onecycle", _onecycle)  # per-step rule: lr_at calls it with the global step
 
 
 def lr_at(epoch: int, step: int, base: float, cfg: ScheduleConfig, epochs: int,
