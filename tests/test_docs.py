@@ -27,7 +27,8 @@ def test_every_config_key_is_documented():
     assert not missing
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "examples").rglob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(p for p in (ROOT / "examples").rglob("*.yaml") if p.parent.name != "spaces"),
+                         ids=lambda p: p.name)
 def test_examples_are_valid_configs(path):
     cfg = load_config(path)
     assert cfg.data.name in ("digits", "mnist", "fashion-mnist")
@@ -39,3 +40,11 @@ def test_examples_cover_every_topic():
     for folder in ("digits", "mnist"):
         names = {p.stem for p in (ROOT / "examples" / folder).glob("*.yaml")}
         assert topics <= names, folder
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples" / "spaces").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_spaces_load(path):
+    from tunelab.search.space import SearchSpace
+
+    space = SearchSpace.load(path)
+    assert "optimizer.lr" in space.params and len(space.stages) == 3

@@ -8,6 +8,15 @@ from tunelab.errors import ConfigError, DataError, TrialError, TunelabError  # n
 from tunelab.trainer.fit import EpochEvent, RunResult, fit  # noqa: E402
 
 __all__ = [
-    "__version__", "train", "as_config", "fit", "RunConfig", "RunResult", "EpochEvent",
+    "__version__", "train", "tune", "TuneResult", "as_config", "fit", "RunConfig", "RunResult", "EpochEvent",
     "from_dict", "load_config", "TunelabError", "ConfigError", "DataError", "TrialError",
 ]
+
+
+def __getattr__(name: str):
+    """``tunelab.tune`` and ``TuneResult`` load Optuna only when first used."""
+    if name in ("tune", "TuneResult"):
+        import importlib
+
+        return getattr(importlib.import_module("tunelab.search.tune"), name)
+    raise AttributeError(f"module 'tunelab' has no attribute {name!r}")

@@ -23,10 +23,12 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _register() -> None:
-    from tunelab.cli import datasets, train
+    from tunelab.cli import datasets, studies, train, tune
 
     app.command("train")(train.train_command)
+    app.command("tune")(tune.tune_command)
     app.add_typer(datasets.app, name="datasets")
+    app.add_typer(studies.app, name="studies")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,8 +138,11 @@ def _train_epoch(model, opt, data: DataBundle, cfg: RunConfig, sched: LrSchedule
 def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
         on_epoch: Optional[Callable[[EpochEvent], Decision]] = None,
         on_batch: Optional[Callable[[int, int, int], None]] = None,
-        schedule_fn: Optional[Callable[[int], float]] = None) -> RunResult:
-    """Train ``model`` on ``data`` as ``cfg`` says; see the module docstring."""
+        schedule_fn: Optional[Callable[[int], float]] = None, test: bool = True) -> RunResult:
+    """Train ``model`` on ``data`` as ``cfg`` says; see the module docstring.
+
+    ``test=False`` never reads the test set (search trials choose on validation only).
+    """
     tc, es_cfg = cfg.training, cfg.training.early_stopping
     if data.is_image or cfg.augment.active:
         check_augment(cfg.augment, data)
@@ -192,10 +195,11 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
     except KeyboardInterrupt:
         status, message = "interrupted", f"interrupted after {len(history)} epochs"
     return _finish(cfg, data, model, history, stop_state, best_weights, status, message,
-                   time.perf_counter() - start)
+                   time.perf_counter() - start, test)
 
 
-def _finish(cfg, data, model, history, stop_state, best_weights, status, message, seconds) -> RunResult:
+def _finish(cfg, data, model, history, stop_state, best_weights, status, message, seconds,
+            test: bool = True) -> RunResult:
     """Restore the best weights if asked, then read the test set once."""
     es_cfg = cfg.training.early_stopping
     restored = best_weights is not None
@@ -203,7 +207,7 @@ def _finish(cfg, data, model, history, stop_state, best_weights, status, message
         model.load_state_dict(best_weights)
         note = f"restored the weights of epoch {stop_state.best_epoch + 1}"
         message = f"{message}; {note}" if message else note
-    if status == "diverged" and best_weights is None:
+    if (status == "diverged" and best_weights is None) or not test:
         test_loss = test_acc = math.nan
     else:
         test_loss, test_acc = evaluate(model, data.x_test, data.y_test, cfg.training.eval_batch_size)

@@ -1,0 +1,110 @@
+"""``tunelab inspect CONFIG``: activations and gradients per hidden layer, at init and trained."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tunelab.analysis.diagnostics import diagnose
+from tunelab.api import as_config
+
+PHASES = {"init": "at initialization", "trained": "after training"}
+
+
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _num(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _table(phase: str, stats: list[dict], epochs: int) -> Table:
+    title = PHASES[phase] + (f" ({epochs} epoch{'s' if epochs != 1 else ''})" if phase == "trained" else "")
+    table = Table(title=title)
+    for column in ("layer", "activation", "mean", "std", "saturated %", "dead %", "grad norm"):
+        table.add_column(column, justify="left" if column in ("layer", "activation") else "right")
+    for s in stats:
+        table.add_row(f"{s['layer']} {s['name']}", s["activation"], _num(s["mean"]), _num(s["std"]),
+                      _pct(s["saturated_fraction"]), _pct(s["dead_fraction"]), _num(s["grad_norm"]))
+    return table
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN and infinities become null, so diagnostics.json is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _default_out() -> Path:
+    base = Path("runs") / f"inspect-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    return path
+
+
+def _write(out: Path, report: dict) -> None:
+    from matplotlib import pyplot as plt
+
+    from tunelab.report.diagnostics_figs import plot_activation_histograms
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig = plot_activation_histograms(report["init"], report["trained"])
+    fig.savefig(out / "activations.png", dpi=100)
+    plt.close(fig)
+    (out / "diagnostics.json").write_text(json.dumps(_jsonable(report), indent=1))
+
+
+def inspect_command(
+    config: Optional[Path] = typer.Argument(None, help="YAML config (sections data, model, optimizer, "
+                                            "schedule, training, augment); omitted: all defaults."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set model.activation=sigmoid "
+                                   "(repeatable; values are YAML)."),
+    epochs: int = typer.Option(1, "--epochs", help="Epochs of training before the second measurement "
+                               "(replaces training.epochs)."),
+    batch: int = typer.Option(512, "--batch", help="Training examples in the measured batch (drawn with "
+                              "training.seed)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: runs/inspect-<time>)."),
+) -> None:
+    """Look inside the network: activations and gradients per hidden layer, at init and trained.
+
+    Per hidden layer it measures, on one batch in train mode, the activation mean, std and
+    histogram; the share of saturated units (sigmoid output outside [0.02, 0.98], tanh
+    |output| > 0.98); the share of dead units (rectifiers whose output is <= 0 on every
+    example); and the gradient norm of the layer's weight. It warns about saturation,
+    dead units, vanishing or exploding gradients and unbroken symmetry, with a suggestion.
+    Writes activations.png and diagnostics.json to the output folder.
+    """
+    cfg = as_config(config, list(set_))  # config errors are raised here, before any work
+    console = Console()
+    m = cfg.model
+    shape = m.hidden if m.name == "mlp" else m.channels
+    console.print(f"[bold]{cfg.data.name}[/] · {m.name} {shape} · {m.activation} · init {m.init}"
+                  + (f" (std {m.init_std:g})" if m.init == "normal" else "") + f" · norm {m.norm} · "
+                  f"{cfg.optimizer.name} lr={cfg.optimizer.lr:g} · seed {cfg.training.seed}")
+    report = diagnose(cfg, epochs=epochs, batch=batch)
+    for phase in PHASES:
+        console.print(_table(phase, report[phase], epochs))
+    if report["warnings"]:
+        console.print("[bold yellow]warnings[/]")
+        for line in report["warnings"]:
+            console.print(f"  - {line}", highlight=False, soft_wrap=True)
+    else:
+        console.print("no problems found: no saturation, dead units, vanishing or exploding gradients")
+    folder = out if out is not None else _default_out()
+    _write(folder, report)
+    console.print(f"wrote {folder / 'activations.png'} and {folder / 'diagnostics.json'}", highlight=False,
+                  soft_wrap=True)

@@ -1,0 +1,100 @@
+"""``tunelab studies list|show|export``: read studies back from storage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="List, show and export tuning studies.", no_args_is_help=True)
+console = Console()
+STORAGE_HELP = "SQLAlchemy URL (default sqlite:///tunelab.db)."
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _label(key: str) -> str:
+    """'optimizer.lr' -> 'lr', 'optimizer.betas.0' -> 'betas.0' (columns stay narrow)."""
+    return key.split(".", 1)[-1]
+
+
+def leaderboard_table(study, rows) -> Table:
+    table = Table(title=f"{study.study_name}: best trials ({study.user_attrs.get('objective', 'value')})")
+    keys = sorted({k for r in rows for k in r["params"]})
+    for col in ["#", "value", "epochs", "seconds", *[_label(k) for k in keys]]:
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
+        table.add_row(str(r["number"]), fmt(r["value"]), fmt(r["epochs"]), f"{r['seconds'] or 0:.1f}",
+                      *[_short(r["params"].get(k, "")) for k in keys])
+    return table
+
+
+def rounds_table(rounds: list[dict]) -> Table:
+    table = Table(title="coarse-to-fine ranges per round")
+    table.add_column("round")
+    keys = sorted({k for r in rounds for k in r})
+    for k in keys:
+        table.add_column(_label(k), overflow="fold")
+    for i, r in enumerate(rounds):
+        table.add_row(str(i), *[_short(r.get(k, "")) for k in keys])
+    return table
+
+
+@app.command("list")
+def list_command(storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP)) -> None:
+    """Every study in storage with its trial count and best value."""
+    from tunelab.search.results import study_summaries
+    from tunelab.search.tune import DEFAULT_STORAGE
+
+    table = Table("study", "trials", "best", "direction", "started")
+    for r in study_summaries(storage or DEFAULT_STORAGE):
+        table.add_row(r["name"], str(r["trials"]), "" if r["best"] is None else f"{r['best']:.4f}",
+                      r["direction"], r["started"])
+    console.print(table)
+
+
+@app.command("show")
+def show_command(name: str = typer.Argument(..., help="Study name."),
+                 storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
+                 top: int = typer.Option(10, "--top", help="Rows of the leaderboard.")) -> None:
+    """Counts by state, the leaderboard, coarse-to-fine rounds and failure reasons."""
+    from tunelab.search.results import counts, leaderboard, load_study
+    from tunelab.search.coarse_to_fine import stored_rounds
+    from tunelab.search.tune import DEFAULT_STORAGE
+
+    study = load_study(name, storage or DEFAULT_STORAGE)
+    c = counts(study)
+    console.print(" ".join(f"{k} {v}" for k, v in c.items() if v), highlight=False)
+    for key in ("sampler", "pruner", "stage"):
+        if key in study.user_attrs:
+            console.print(f"{key}: {study.user_attrs[key]}", highlight=False)
+    console.print(leaderboard_table(study, leaderboard(study, top)))
+    rounds = stored_rounds(study)
+    if rounds:
+        console.print(rounds_table(rounds))
+    for t in study.get_trials(deepcopy=False):
+        if t.state.name == "FAIL":
+            reason = (t.user_attrs.get("fail_reason") or "").split("\n", 1)[0]
+            console.print(f"trial #{t.number} failed: {reason}", highlight=False)
+
+
+@app.command("export")
+def export_command(name: str = typer.Argument(..., help="Study name."),
+                   csv: Path = typer.Option(..., "--csv", help="CSV file to write (one row per trial)."),
+                   storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP)) -> None:
+    """Write every trial (state, value, duration, params, failure reason) to a CSV file."""
+    from tunelab.search.results import load_study, trial_rows, write_csv
+    from tunelab.search.tune import DEFAULT_STORAGE
+
+    rows = trial_rows(load_study(name, storage or DEFAULT_STORAGE))
+    console.print(f"wrote {len(rows)} trials to {write_csv(rows, csv)}", highlight=False)

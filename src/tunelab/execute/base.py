@@ -1,0 +1,61 @@
+"""The executor protocol: run trial specs, stream events, obey the driver's decisions.
+
+An executor pulls specs from a (lazy) iterator whenever it has a free slot — so the study
+driver asks the sampler only when a trial can start — runs them, and calls ``on_event`` for
+every event. For ``epoch`` events the answer may be ``"prune"``: the trial stops at once and
+ends with a ``pruned`` event. Executors never write to storage; the driver does.
+
+Example:
+    >>> spec = TrialSpec(number=0, config={"training": {"epochs": 1}}, objective="val_accuracy")
+    >>> spec.number, spec.fn is None
+    (0, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Literal, Optional, Protocol
+
+__all__ = ["TrialSpec", "Event", "Decision", "Executor", "EventKind"]
+
+EventKind = Literal["start", "epoch", "done", "pruned", "failed"]
+Decision = Optional[Literal["continue", "prune"]]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial to run: a resolved config (as a plain dict) and what to report.
+
+    ``fn`` is a user objective ``fn(config: dict, reporter) -> float`` (module-level, so it
+    can be pickled to a worker process); None means "train config with tunelab".
+    """
+
+    number: int
+    config: dict
+    objective: str = "val_accuracy"
+    fn: Optional[Callable[..., float]] = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    """What an executor reports about trial ``number``.
+
+    start: the trial began (``metrics`` may hold ``pid``); epoch: ``step`` (1-based) ended
+    with objective ``value`` and ``metrics``; done: final ``value`` and ``metrics`` (summary,
+    ``history``); pruned: stopped on the driver's decision at ``step``; failed: ``error``
+    says why (diverged, raised, worker process died).
+    """
+
+    number: int
+    kind: EventKind
+    step: int = 0
+    value: Optional[float] = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+class Executor(Protocol):
+    """Runs trials and streams their events; interchangeable (inline, processes, ...)."""
+
+    def run(self, trials: Iterator[TrialSpec], on_event: Callable[[Event], Decision]) -> None: ...

@@ -1,0 +1,111 @@
+"""Running one trial in the current process: the body every executor shares.
+
+``execute_trial(spec, report)`` trains ``spec.config`` with tunelab (or calls the user's
+objective), calls ``report(step, value, metrics) -> bool`` after every epoch (True means
+prune) and returns the final Event (done, pruned or failed). Datasets are loaded once per
+process and reused by later trials with the same data config.
+
+Example:
+    >>> spec = TrialSpec(0, {"training": {"epochs": 1}, "model": {"hidden": [16]}})
+    >>> execute_trial(spec, lambda step, value, metrics: False).kind
+    'done'
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from typing import Any, Callable
+
+from tunelab.errors import TunelabError
+from tunelab.execute.base import Event, TrialSpec
+
+__all__ = ["execute_trial", "Reporter", "TrialPruned", "load_cached"]
+
+Report = Callable[[int, float, dict], bool]
+_DATA_CACHE: dict[tuple, Any] = {}
+
+
+class TrialPruned(Exception):
+    """Raised by Reporter.report inside a user objective when the driver prunes the trial."""
+
+
+class Reporter:
+    """Handed to a user objective: ``reporter.report(value, step)`` after each epoch."""
+
+    def __init__(self, report: Report) -> None:
+        self._report, self.last_step = report, 0
+
+    def report(self, value: float, step: int, **metrics: float) -> None:
+        self.last_step = step
+        if self._report(step, float(value), {"value": float(value), **metrics}):
+            raise TrialPruned(f"pruned at step {step}")
+
+
+def load_cached(cfg):
+    """The DataBundle for a RunConfig's data section on its device, loaded once per process."""
+    from tunelab.data import load_data
+    from tunelab.trainer.fit import resolve_device
+
+    device = resolve_device(cfg.training.device)
+    key = (repr(cfg.data), str(device))
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()  # keep one dataset resident per process
+        _DATA_CACHE[key] = load_data(cfg.data, device=device)
+    return _DATA_CACHE[key]
+
+
+def _train(spec: TrialSpec, report: Report) -> Event:
+    import torch
+
+    from tunelab.config import from_dict
+    from tunelab.nn import build_model
+    from tunelab.trainer.fit import fit
+
+    cfg = from_dict(spec.config)
+    data = load_cached(cfg)
+    torch.manual_seed(cfg.training.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    pruned = {"step": 0}
+
+    def on_epoch(ev):
+        if report(ev.epoch, ev.metrics[spec.objective], ev.metrics):
+            pruned["step"] = ev.epoch
+            return "stop"
+        return None
+
+    result = fit(cfg, data, model, on_epoch=on_epoch, test=False)  # choose on validation only
+    metrics = {**result.summary(), "history": result.history}
+    if result.status == "diverged":
+        return Event(spec.number, "failed", result.epochs_run, metrics=metrics, error=f"diverged: {result.message}")
+    if pruned["step"]:
+        return Event(spec.number, "pruned", pruned["step"], metrics=metrics)
+    value = _final_value(spec.objective, result)
+    return Event(spec.number, "done", result.epochs_run, value=value, metrics=metrics)
+
+
+def _final_value(objective: str, result) -> float:
+    """The objective of a finished run: the summary's value (val_accuracy, val_loss, ...)."""
+    if objective in ("val_accuracy", "val_loss"):
+        return float(getattr(result, objective))
+    return float(result.history[-1][objective])
+
+
+def execute_trial(spec: TrialSpec, report: Report) -> Event:
+    """Run one trial to its end; never raises for trial errors (they become 'failed')."""
+    try:
+        if spec.fn is None:
+            return _train(spec, report)
+        reporter = Reporter(report)
+        try:
+            value = float(spec.fn(spec.config, reporter))
+        except TrialPruned:
+            return Event(spec.number, "pruned", reporter.last_step)
+        if not math.isfinite(value):
+            return Event(spec.number, "failed", reporter.last_step, error=f"objective returned {value}")
+        return Event(spec.number, "done", reporter.last_step, value=value)
+    except TunelabError as e:
+        return Event(spec.number, "failed", error=f"{type(e).__name__}: {e}")
+    except Exception as e:  # a user's objective or model may raise anything
+        tb = traceback.format_exc(limit=-3)
+        return Event(spec.number, "failed", error=f"{type(e).__name__}: {e}\n{tb}")

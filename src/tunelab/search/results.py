@@ -1,0 +1,86 @@
+"""Reading studies back from storage as plain data: summaries, leaderboards, CSV rows.
+
+Example:
+    >>> import optuna
+    >>> study = optuna.create_study()
+    >>> leaderboard(study)
+    []
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+__all__ = ["leaderboard", "study_summaries", "trial_rows", "write_csv", "counts", "load_study"]
+
+
+def load_study(name: str, storage: str) -> optuna.Study:
+    """Open an existing study or raise ConfigError listing the studies in ``storage``."""
+    from tunelab.errors import ConfigError
+
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if name not in names:
+        raise ConfigError(f"study {name!r} is not in {storage}; choose one of {sorted(names)}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    out = {s.name.lower(): 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name.lower()] += 1
+    return out
+
+
+def _params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    return t.user_attrs.get("params") or dict(t.params)
+
+
+def leaderboard(study: optuna.Study, top: int = 10) -> list[dict[str, Any]]:
+    """Best completed trials first: number, value, epochs, seconds, params (no test metric:
+    trials are chosen on validation; the test set is read once, by `tunelab train best.yaml`)."""
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    done.sort(key=lambda t: t.value, reverse=reverse)
+    return [dict(number=t.number, value=t.value,
+                 epochs=(t.user_attrs.get("result") or {}).get("epochs_run"),
+                 seconds=t.user_attrs.get("duration_s"), params=_params(t)) for t in done[:top]]
+
+
+def study_summaries(storage: str) -> list[dict[str, Any]]:
+    rows = []
+    for s in optuna.get_all_study_summaries(storage):
+        best = s.best_trial.value if s.best_trial is not None else None
+        rows.append(dict(name=s.study_name, trials=s.n_trials, best=best,
+                         direction=s.direction.name.lower(),
+                         started=s.datetime_start.strftime("%Y-%m-%d %H:%M") if s.datetime_start else ""))
+    return rows
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One flat row per trial (params as their own columns) for CSV export."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        res = t.user_attrs.get("result") or {}
+        row = dict(number=t.number, state=t.state.name.lower(), value=t.value,
+                   duration_s=t.user_attrs.get("duration_s"), epochs_run=res.get("epochs_run"),
+                   pruned_at_epoch=t.user_attrs.get("pruned_at_epoch"),
+                   fail_reason=(t.user_attrs.get("fail_reason") or "").split("\n", 1)[0])
+        row.update({f"param:{k}": v for k, v in _params(t).items()})
+        rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return Path(path)

@@ -1,0 +1,140 @@
+"""``tunelab.tune``: search hyperparameters over real training runs (or your own objective).
+
+Example:
+    >>> import tunelab
+    >>> res = tunelab.tune({"base": {"training": {"epochs": 1}, "model": {"hidden": [16]}},
+    ...                     "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}},
+    ...                    trials=2, storage="sqlite:///:memory:", seed=0)
+    >>> len(res.study.trials), 0 < res.best_value <= 1
+    (2, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import optuna
+
+from tunelab.errors import ConfigError
+from tunelab.search.pruners import make_pruner
+from tunelab.search.samplers import grid_size, make_sampler
+from tunelab.search.space import SearchSpace
+from tunelab.search.study import Progress, StudyDriver, recover_stale
+
+__all__ = ["tune", "TuneResult", "load_space", "DEFAULT_STORAGE"]
+
+DEFAULT_STORAGE = "sqlite:///tunelab.db"
+
+
+@dataclass
+class TuneResult:
+    """The study (the last stage's, when staged), the best trial and its config."""
+
+    study: optuna.Study
+    best_value: Optional[float]
+    best_params: dict[str, Any]
+    best_config: Optional[dict]
+    best_number: Optional[int]
+    studies: list[optuna.Study] = field(default_factory=list)
+    progress: Optional[Progress] = None
+
+
+def load_space(space: Union[str, Path, dict, SearchSpace], custom: bool = False) -> SearchSpace:
+    if isinstance(space, SearchSpace):
+        return space
+    if isinstance(space, dict):
+        return SearchSpace.from_dict(space, Path.cwd(), validate_config=not custom)
+    if not Path(space).is_file():
+        raise ConfigError(f"space file {str(space)!r} does not exist")
+    if custom:
+        import yaml
+
+        return SearchSpace.from_dict(yaml.safe_load(Path(space).read_text()) or {},
+                                     Path(space).parent, validate_config=False)
+    return SearchSpace.load(space)
+
+
+def _max_epochs(space: SearchSpace) -> int:
+    dist = space.params.get("training.epochs")
+    if dist is not None and getattr(dist, "high", None) is not None:
+        return int(dist.high)
+    return int(space.base.get("training", {}).get("epochs", 20))
+
+
+def _open_study(name: str, storage: str, space: SearchSpace, sampler, pruner) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                                direction=space.direction, load_if_exists=True)
+    fingerprint = json.dumps({"params": sorted(space.params), "metric": space.objective_metric,
+                              "direction": space.direction})
+    stored = study.user_attrs.get("space_fingerprint")
+    if stored is None:
+        study.set_user_attr("space_fingerprint", fingerprint)
+        study.set_user_attr("objective", space.objective_metric)
+    elif stored != fingerprint:
+        raise ConfigError(f"--study {name!r} already exists with another search space; "
+                          f"choose a new --study name or the same space file")
+    return study
+
+
+def _best(study: optuna.Study, space: SearchSpace, keys: list[str]):
+    try:
+        trial = study.best_trial
+    except ValueError:
+        return None, {}, None, None
+    values = space.decode(trial.params)
+    return trial.value, {k: values[k] for k in keys if k in values}, trial.user_attrs.get("config"), trial.number
+
+
+def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random", trials: int = 20,
+         pruner: str = "none", workers: int = 1, storage: Optional[str] = None,
+         study: Optional[str] = None, seed: Optional[int] = None,
+         objective: Optional[Callable[..., float]] = None, stages: bool = False,
+         round_size: Optional[int] = None, keep: float = 0.25,
+         on_progress: Optional[Callable[[Progress], None]] = None) -> TuneResult:
+    """Search ``space`` with ``sampler`` for ``trials`` finished trials (see the CLI help).
+
+    ``objective(config: dict, reporter) -> float`` tunes your own code: call
+    ``reporter.report(value, epoch)`` after each epoch so the pruner can stop it.
+    Running the same call again continues the study up to ``trials`` in total.
+    """
+    from tunelab.execute import make_executor
+
+    if trials < 1:
+        raise ConfigError(f"--trials={trials} is out of range; allowed: 1 or more")
+    if workers < 1:
+        raise ConfigError(f"--workers={workers} is out of range; allowed: 1 or more")
+    sp = load_space(space, custom=objective is not None)
+    name = study or (Path(space).stem if isinstance(space, (str, Path)) else "study")
+    storage = storage or DEFAULT_STORAGE
+    stage_keys = sp.stages if stages else [list(sp.params)]
+    budgets = [trials // len(stage_keys) + (1 if i < trials % len(stage_keys) else 0)
+               for i in range(len(stage_keys))]
+    base, fixed, studies = sp.base, {}, []
+    result = None
+    for i, (keys, budget) in enumerate(zip(stage_keys, budgets)):
+        stage_space = dataclasses.replace(sp, params={k: sp.params[k] for k in keys})
+        target = min(budget, grid_size(stage_space)) if sampler == "grid" else budget
+        opts = {"round_size": round_size or max(2, target // 4), "keep": keep} if sampler == "coarse-to-fine" else {}
+        smp = make_sampler(sampler, stage_space, seed, **opts)
+        st_name = f"{name}.stage{i + 1}" if stages else name
+        st = _open_study(st_name, storage, stage_space, smp, make_pruner(pruner, _max_epochs(sp)))
+        st.set_user_attr("sampler", sampler)
+        st.set_user_attr("pruner", pruner)
+        if stages:
+            st.set_user_attr("stage", {"index": i + 1, "keys": keys, "fixed": fixed})
+        recover_stale(st)
+        driver = StudyDriver(st, stage_space, keys, base, target, objective, on_progress)
+        with make_executor(workers) as executor:
+            progress = driver.run(executor)
+        value, best_vals, config, number = _best(st, sp, keys)
+        fixed = {**fixed, **best_vals}
+        if stages and best_vals:
+            base = sp.apply(base, best_vals)
+        studies.append(st)
+        result = TuneResult(st, value, fixed, config, number, studies, progress)
+    return result

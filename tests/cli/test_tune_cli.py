@@ -1,0 +1,72 @@
+"""tunelab tune / studies end to end on digits: best.yaml, leaderboard, export, errors."""
+
+import csv
+
+import pytest
+import yaml
+
+from tunelab.cli.main import main
+from tunelab.config import load_config
+
+SPACE = {"base": {"training": {"epochs": 2}, "model": {"hidden": [16]}},
+         "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]},
+                   "optimizer.betas.0": {"one_minus_log": [0.8, 0.99]}}}
+
+
+@pytest.fixture
+def space_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default storage is ./tunelab.db
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    return path
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_tune_then_studies(capsys, space_file, tmp_path):
+    code, out, _ = _run(capsys, "tune", space_file, "--trials", 4, "--seed", 0, "--out", tmp_path / "o")
+    assert code == 0 and "best" in out
+    best = load_config(tmp_path / "o" / "best.yaml")  # a full train config
+    assert 1e-3 <= best.optimizer.lr <= 1e-1 and 0.8 <= best.optimizer.betas[0] <= 0.99
+    assert (tmp_path / "tunelab.db").exists()
+    code, out, _ = _run(capsys, "studies", "list")
+    assert code == 0 and "space" in out
+    code, out, _ = _run(capsys, "studies", "show", "space")
+    assert code == 0 and "complete 4" in out
+    code, out, _ = _run(capsys, "studies", "export", "space", "--csv", tmp_path / "t.csv")
+    rows = list(csv.DictReader(open(tmp_path / "t.csv")))
+    assert code == 0 and len(rows) == 4 and {r["state"] for r in rows} == {"complete"}
+    assert "param:optimizer.betas.0" in rows[0]
+    # a rerun with a larger total continues the same study
+    code, _, _ = _run(capsys, "tune", space_file, "--trials", 5, "--seed", 0, "--out", tmp_path / "o")
+    rows_csv = tmp_path / "t2.csv"
+    _run(capsys, "studies", "export", "space", "--csv", rows_csv)
+    assert code == 0 and len(list(csv.DictReader(open(rows_csv)))) == 5
+    code, _, _ = _run(capsys, "train", tmp_path / "o" / "best.yaml", "--out", tmp_path / "r", "-q")
+    assert code == 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--sampler", "bayes"], "--sampler='bayes' is not known; choose one of"),
+    (["--pruner", "early"], "--pruner='early' is not known; choose one of"),
+    (["--trials", "0"], "--trials=0 is out of range"),
+    (["--workers", "0"], "--workers=0"),
+])
+def test_bad_options_are_one_line(capsys, space_file, argv, message):
+    code, _, err = _run(capsys, "tune", space_file, *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_space_file_is_one_line(capsys, space_file):
+    space_file.write_text(yaml.safe_dump({"space": {"optimizer.lr": {"log_uniform": [0, 0.1]}}}))
+    code, _, err = _run(capsys, "tune", space_file)
+    assert code == 2 and "optimizer.lr" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_study(capsys, space_file):
+    code, _, err = _run(capsys, "studies", "show", "nope")
+    assert code == 2 and "study 'nope' is not in" in err

@@ -1,0 +1,137 @@
+"""The study driver: storage contents, pruning, faults, resume after SIGKILL, Ctrl-C."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import tunelab
+from tunelab.errors import ConfigError
+
+from . import objectives
+
+ROOT = Path(__file__).resolve().parents[2]
+SPACE = {"base": {"epochs": 3, "sleep": 0.0}, "space": {"x": {"uniform": [0.0, 1.0]}}}
+
+
+def _storage(tmp_path):
+    return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+def test_real_training_trials_store_everything(tmp_path):
+    space = {"base": {"training": {"epochs": 2}, "model": {"hidden": [16]}},
+             "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}, "model.hidden": {"choice": [[16], [32, 16]]}}}
+    res = tunelab.tune(space, trials=3, storage=_storage(tmp_path), study="s", seed=1)
+    trials = res.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    for t in trials:
+        attrs = t.user_attrs
+        assert attrs["config"]["optimizer"]["lr"] == pytest.approx(attrs["params"]["optimizer.lr"])
+        assert attrs["config"]["model"]["hidden"] in ([16], [32, 16])
+        assert len(attrs["history"]) == 2 and set(attrs["history"][0]) >= {"val_accuracy", "train_loss", "lr"}
+        assert attrs["seed"] == 0 and attrs["duration_s"] > 0 and "torch" in attrs["versions"]
+        assert t.intermediate_values.keys() == {1, 2}
+        assert t.value == pytest.approx(attrs["history"][-1]["val_accuracy"])
+    assert res.best_config == max(trials, key=lambda t: t.value).user_attrs["config"]
+    tunelab.from_dict(res.best_config)  # best config is a valid train config
+
+
+def test_rerun_continues_up_to_the_total(tmp_path):
+    kw = dict(trials=4, storage=_storage(tmp_path), study="c", objective=objectives.quadratic, seed=0)
+    tunelab.tune(SPACE, **kw)
+    res = tunelab.tune(SPACE, **{**kw, "trials": 7})
+    assert len(res.study.get_trials()) == 7
+    assert len(tunelab.tune(SPACE, **{**kw, "trials": 7}).study.get_trials()) == 7  # nothing more to do
+
+
+def test_a_different_space_under_the_same_name_is_refused(tmp_path):
+    kw = dict(trials=1, storage=_storage(tmp_path), study="c", objective=objectives.quadratic)
+    tunelab.tune(SPACE, **kw)
+    other = {"base": SPACE["base"], "space": {"y": {"uniform": [0, 1]}}}
+    with pytest.raises(ConfigError, match="already exists with another search space"):
+        tunelab.tune(other, **kw)
+
+
+@pytest.mark.parametrize("pruner", ["median", "asha", "hyperband"])
+def test_pruners_stop_clearly_bad_trials(tmp_path, pruner):
+    space = {"base": {"epochs": 9}, "space": {"x": {"uniform": [0.0, 1.0]}}}
+    res = tunelab.tune(space, trials=24, pruner=pruner, storage=_storage(tmp_path), study=pruner,
+                       objective=objectives.quadratic, seed=3)
+    trials = res.study.get_trials()
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(pruned) >= 4, pruner
+    best = max(t.value for t in complete)
+    # the pruned ones are the bad ones: every pruned trial is worse than the best completed one
+    assert all(max(t.intermediate_values.values()) < best for t in pruned)
+    # epochs were saved: most pruned trials stopped before the last epoch (asha's top rung is 9)
+    assert sum(max(t.intermediate_values) < 9 for t in pruned) >= len(pruned) / 2
+
+
+def test_failures_are_recorded_and_the_study_goes_on(tmp_path):
+    res = tunelab.tune(SPACE, trials=10, storage=_storage(tmp_path), study="f",
+                       objective=objectives.raises_when_x_is_small, seed=0)
+    trials = res.study.get_trials()
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(trials) == 10 and failed
+    assert all("ValueError" in t.user_attrs["fail_reason"] and "too small" in t.user_attrs["fail_reason"] for t in failed)
+
+
+def test_worker_killed_mid_trial_leaves_that_trial_failed(tmp_path):
+    res = tunelab.tune(SPACE, trials=10, workers=2, storage=_storage(tmp_path), study="k",
+                       objective=objectives.dies_when_x_is_large, seed=0)
+    trials = res.study.get_trials()
+    dead = [t for t in trials if t.params["x"] > 0.8]
+    assert len(trials) == 10 and dead
+    assert all(t.state == TrialState.FAIL and "died" in t.user_attrs["fail_reason"] for t in dead)
+    assert all(t.state == TrialState.COMPLETE for t in trials if t.params["x"] <= 0.8)
+
+
+DRIVER = textwrap.dedent("""
+    import sys, tunelab
+    from tests.search import objectives
+    space = {"base": {"epochs": 4, "sleep": 0.15}, "space": {"x": {"uniform": [0.0, 1.0]}}}
+    tunelab.tune(space, trials=int(sys.argv[2]), workers=int(sys.argv[3]), storage=sys.argv[1],
+                 study="killed", objective=objectives.quadratic, seed=0)
+""")
+
+
+def _states(storage):
+    try:
+        return [t.state for t in optuna.load_study(study_name="killed", storage=storage).get_trials()]
+    except KeyError:
+        return []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_of_the_driver_then_rerun_loses_nothing(tmp_path, workers):
+    storage = _storage(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, storage, "8", str(workers)], cwd=ROOT,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while _states(storage).count(TrialState.COMPLETE) < 3 and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-trial
+    proc.wait()
+    before = optuna.load_study(study_name="killed", storage=storage).get_trials()
+    completed = {t.number: t.params for t in before if t.state == TrialState.COMPLETE}
+    assert len(completed) >= 3 and TrialState.RUNNING in [t.state for t in before]
+
+    subprocess.run([sys.executable, "-c", DRIVER, storage, "8", str(workers)], cwd=ROOT, check=True, timeout=120)
+    after = optuna.load_study(study_name="killed", storage=storage).get_trials()
+    assert not [t for t in after if t.state == TrialState.RUNNING]
+    for number, params in completed.items():  # no completed trial lost or rerun
+        assert after[number].state == TrialState.COMPLETE and after[number].params == params
+    counted = [t for t in after if t.state != TrialState.FAIL or not t.user_attrs.get("requeued")]
+    assert len(counted) == 8
+    stale = [t for t in after if t.user_attrs.get("requeued")]
+    assert stale and all("interrupted" in t.user_attrs["fail_reason"] for t in stale)
+    retried = {t.user_attrs.get("retry_of") for t in after} - {None}
+    assert retried == {t.number for t in stale}  # each interrupted trial's params ran again
