@@ -42,7 +42,7 @@ def tune_command(
     study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the space file's name)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Sampler seed, for reproducible proposals."),
     stages: bool = typer.Option(False, "--stages", help="Tune in stages by priority (the space file's `stages`), fixing earlier best values."),
-    round_size: Optional[int] = typer.Option(None, "--round-size", help="coarse-to-fine: trials per round (default trials/4)."),
+    round_size: Optional[int] = typer.Option(None, "--round-size", help="coarse-to-fine: trials per round (default max(8, trials/4)); the top quarter of each round sets the next ranges."),
     out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for best.yaml."),
 ) -> None:
     """Search hyperparameters over real training runs; keeps every trial in storage."""

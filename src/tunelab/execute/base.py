@@ -35,6 +35,7 @@ class TrialSpec:
     objective: str = "val_accuracy"
     fn: Optional[Callable[..., float]] = None
     seed: int = 0
+    test: bool = False  # read the test set at the end (compare runs); search trials never do
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def _train(spec: TrialSpec, report: Report) -> Event:
             return "stop"
         return None
 
-    result = fit(cfg, data, model, on_epoch=on_epoch, test=False)  # choose on validation only
+    result = fit(cfg, data, model, on_epoch=on_epoch, test=spec.test)  # search: validation only
     metrics = {**result.summary(), "history": result.history}
     if result.status == "diverged":
         return Event(spec.number, "failed", result.epochs_run, metrics=metrics, error=f"diverged: {result.message}")

@@ -90,12 +90,14 @@ def recover_stale(study: optuna.Study, reason: str = "interrupted: the driver st
 class StudyDriver:
     """Runs one Optuna study (or one stage of a staged study) through an executor."""
 
-    def __init__(self, study: optuna.Study, space: SearchSpace, keys: list[str], base: dict,
+    requeue_params = True  # an interrupted trial's parameters are asked again on the next run
+
+    def __init__(self, study: optuna.Study, space: Optional[SearchSpace], keys: list[str], base: dict,
                  target: int, objective_fn: Optional[Callable[..., float]] = None,
                  on_progress: Optional[Callable[[Progress], None]] = None) -> None:
         self.study, self.space, self.keys, self.base = study, space, keys, base
         self.target, self.fn, self.on_progress = target, objective_fn, on_progress
-        self.dists = space.optuna_params(keys)
+        self.dists = space.optuna_params(keys) if space is not None else {}
         self.live: dict[int, optuna.trial.Trial] = {}
         self.t0: dict[int, float] = {}
         self.history: dict[int, list] = {}
@@ -206,5 +208,6 @@ class StudyDriver:
             if number in self.history:
                 trial.set_user_attr("history", json.loads(json.dumps(self.history[number], default=float)))
             self.study.tell(trial, state=TrialState.FAIL)
-            self.study.enqueue_trial(trial.params, user_attrs={"retry_of": number}, skip_if_exists=False)
+            if self.requeue_params:
+                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": number}, skip_if_exists=False)
         self.live.clear()

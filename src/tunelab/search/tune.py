@@ -50,17 +50,14 @@ def load_space(space: Union[str, Path, dict, SearchSpace], custom: bool = False)
         return SearchSpace.from_dict(space, Path.cwd(), validate_config=not custom)
     if not Path(space).is_file():
         raise ConfigError(f"space file {str(space)!r} does not exist")
-    if custom:
-        import yaml
-
-        return SearchSpace.from_dict(yaml.safe_load(Path(space).read_text()) or {},
-                                     Path(space).parent, validate_config=False)
-    return SearchSpace.load(space)
+    return SearchSpace.load(space, validate_config=not custom)
 
 
 def _max_epochs(space: SearchSpace) -> int:
     dist = space.params.get("training.epochs")
-    if dist is not None and getattr(dist, "high", None) is not None:
+    if dist is not None and dist.choices:
+        return int(max(dist.choices))
+    if dist is not None and dist.high is not None:
         return int(dist.high)
     return int(space.base.get("training", {}).get("epochs", 20))
 
@@ -119,7 +116,8 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
     for i, (keys, budget) in enumerate(zip(stage_keys, budgets)):
         stage_space = dataclasses.replace(sp, params={k: sp.params[k] for k in keys})
         target = min(budget, grid_size(stage_space)) if sampler == "grid" else budget
-        opts = {"round_size": round_size or max(2, target // 4), "keep": keep} if sampler == "coarse-to-fine" else {}
+        # rounds of at least 8 trials: the top quarter then holds >= 2 trials to span a range
+        opts = {"round_size": round_size or max(8, target // 4), "keep": keep} if sampler == "coarse-to-fine" else {}
         smp = make_sampler(sampler, stage_space, seed, **opts)
         st_name = f"{name}.stage{i + 1}" if stages else name
         st = _open_study(st_name, storage, stage_space, smp, make_pruner(pruner, _max_epochs(sp)))

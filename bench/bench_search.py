@@ -1,0 +1,66 @@
+"""Random vs coarse-to-fine vs TPE at the same budget, on real data.
+
+For each sampler: a fresh study of the example space, the same trial budget, seed and
+pruner; then the best configuration (chosen on validation) is trained once more with
+`tunelab.train`, which reads the test set once. Prints best validation accuracy, that test
+accuracy and the wall time, and appends a JSON line to bench/results/bench_search.jsonl.
+
+    python bench/bench_search.py --data digits --trials 30
+    TUNELAB_DATA=../shared/data python bench/bench_search.py --data mnist --trials 16 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import tunelab
+from tunelab.search.space import SearchSpace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(space: SearchSpace, sampler: str, args, storage: str) -> dict:
+    t0 = time.perf_counter()
+    res = tunelab.tune(space, sampler=sampler, trials=args.trials, pruner=args.pruner,
+                       workers=args.workers, storage=storage, study=sampler, seed=args.seed,
+                       round_size=max(8, args.trials // 4))
+    seconds = time.perf_counter() - t0
+    final = tunelab.train(res.best_config, save=False)  # the test set, read once
+    states = [t.state.name.lower() for t in res.study.get_trials()]
+    return dict(sampler=sampler, best_val=res.best_value, test_accuracy=final.test_accuracy,
+                seconds=seconds, best_params=res.best_params,
+                states={s: states.count(s) for s in sorted(set(states))})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="digits", choices=["digits", "mnist"])
+    ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--pruner", default="asha")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--samplers", default="random,coarse-to-fine,tpe")
+    args = ap.parse_args()
+    space = SearchSpace.load(ROOT / "examples" / "spaces" / f"{args.data}.yaml")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for sampler in args.samplers.split(","):
+            rows.append(run(space, sampler, args, f"sqlite:///{tmp}/search.db"))
+    print(f"{args.data}: {args.trials} trials per sampler, pruner {args.pruner}, "
+          f"{args.workers} worker(s), seed {args.seed}")
+    print(f"{'sampler':<16}{'best val acc':>14}{'test acc':>10}{'wall s':>9}  states")
+    for r in rows:
+        print(f"{r['sampler']:<16}{r['best_val']:>14.4f}{r['test_accuracy']:>10.4f}{r['seconds']:>9.1f}  {r['states']}")
+    out = Path(__file__).parent / "results" / "bench_search.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a") as f:
+        f.write(json.dumps(dict(bench="search", when=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                **vars(args), rows=rows), default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Analysis of a compare run: plain data from the stored runs (no drawing, no storage writes).
+
+``analyze(design, runs)`` gives, per arm, summaries of every metric over seeds, the paired
+comparison of each arm against the baseline (differences by seed, t-test or Wilcoxon, Holm
+across arms, effect size, verdict with the seeds needed), the mean learning curves with
+their spread, and for factorial designs the main effects and two-way interactions.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+from typing import Any, Optional
+
+import numpy as np
+
+from tunelab.analysis.stats import holm, paired_comparison, summarize, verdict
+
+__all__ = ["METRICS", "collect_runs", "run_metrics", "analyze", "curve_bands"]
+
+# metric -> (label, higher is better, display scale, unit)
+METRICS: dict[str, tuple[str, bool, float, str]] = {
+    "test_accuracy": ("test accuracy", True, 100.0, "points"),
+    "best_val_accuracy": ("best validation accuracy", True, 100.0, "points"),
+    "epochs_to_target": ("epochs to reach the target validation accuracy", False, 1.0, "epochs"),
+    "final_gap": ("final train - validation accuracy gap", False, 100.0, "points"),
+    "seconds": ("training seconds", False, 1.0, "s"),
+}
+
+
+def collect_runs(study) -> list[dict[str, Any]]:
+    """One dict per finished (arm, seed) run of a compare study; diverged runs included."""
+    runs = []
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        if "arm" not in a or t.state.name not in ("COMPLETE", "FAIL") or a.get("requeued"):
+            continue
+        runs.append(dict(arm=a["arm"], arm_name=a["arm_name"], seed=a["seed"], status=(a.get("result") or {}).get(
+            "status", "failed" if t.state.name == "FAIL" else "completed"), history=a.get("history", []),
+            result=a.get("result") or {}, reason=a.get("fail_reason", "")))
+    return sorted(runs, key=lambda r: (r["arm"], r["seed"]))
+
+
+def _nan(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and v is not None else math.nan
+
+
+def run_metrics(run: dict, target: float) -> dict[str, float]:
+    """The compared metrics of one run (nan where a run diverged or never got there)."""
+    h, r = run["history"], run["result"]
+    reached = next((e["epoch"] for e in h if e["val_accuracy"] >= target), None)
+    last = h[-1] if h else {}
+    ok = run["status"] != "failed" and r.get("status") != "diverged"
+    return {"test_accuracy": _nan(r.get("test_accuracy")) if ok else math.nan,
+            "best_val_accuracy": _nan(r.get("best_val_accuracy")) if ok else math.nan,
+            "epochs_to_target": float(reached) if reached is not None and ok else math.nan,
+            "final_gap": (last["train_accuracy"] - last["val_accuracy"]) if ok and last else math.nan,
+            "seconds": sum(e["seconds"] for e in h) if ok and h else math.nan}
+
+
+def curve_bands(histories: list[list[dict]], metric: str) -> dict[str, list[float]]:
+    """Mean and min/max over seeds per epoch (seeds that stopped early count while they ran)."""
+    n = max((len(h) for h in histories), default=0)
+    table = np.full((len(histories), n), np.nan)
+    for i, h in enumerate(histories):
+        table[i, :len(h)] = [e[metric] for e in h]
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return {"epoch": list(range(1, n + 1)), "mean": np.nanmean(table, 0).tolist(),
+                    "low": np.nanmin(table, 0).tolist(), "high": np.nanmax(table, 0).tolist()}
+
+
+def _paired(values: dict[int, dict[int, float]], arm: int, base: int) -> tuple[list[float], list[float]]:
+    seeds = sorted(s for s in values[arm] if s in values[base]
+                   and math.isfinite(values[arm][s]) and math.isfinite(values[base][s]))
+    return [values[arm][s] for s in seeds], [values[base][s] for s in seeds]
+
+
+def _compare_metric(arms: list[dict], values: dict[int, dict[int, float]], metric: str,
+                    test: str, alpha: float) -> list[dict]:
+    label, higher, scale, unit = METRICS[metric]
+    base = next(i for i, a in enumerate(arms) if a["baseline"])
+    rows, pvals = [], []
+    for i, arm in enumerate(arms):
+        if i == base:
+            continue
+        a, b = _paired(values, i, base)
+        if len(a) < 2:
+            rows.append(dict(arm=arm["name"], n=len(a), paired=None, verdict=None))
+            continue
+        p = paired_comparison(a, b, test=test, higher_is_better=higher)
+        rows.append(dict(arm=arm["name"], n=len(a), paired=p))
+        pvals.append(p.p_value)
+    adjusted = iter(holm(pvals)) if pvals else iter(())
+    for row in rows:
+        if row["paired"] is not None:
+            row["p_adjusted"] = next(adjusted)
+            row["verdict"] = verdict(row["paired"], row["p_adjusted"], alpha=alpha,
+                                     higher_is_better=higher, scale=scale, unit=unit)
+    return rows
+
+
+def analyze(design: dict, runs: list[dict], *, target: Optional[float] = None, test: str = "t",
+            alpha: float = 0.05) -> dict[str, Any]:
+    """Everything the report shows, as plain data."""
+    arms = [dict(name=a["name"], levels=a["levels"], baseline=a["baseline"]) for a in design["arms"]]
+    base = next(i for i, a in enumerate(arms) if a["baseline"])
+    if target is None:  # 99% of the baseline's mean best validation accuracy
+        best = [r["result"].get("best_val_accuracy") for r in runs if r["arm"] == base]
+        best = [b for b in best if isinstance(b, (int, float))]
+        target = round(0.99 * float(np.mean(best)), 4) if best else 0.9
+    per_run = {(r["arm"], r["seed"]): run_metrics(r, target) for r in runs}
+    out: dict[str, Any] = dict(target=target, test=test, alpha=alpha, arms=arms, metrics={})
+    for metric in METRICS:
+        values = {i: {s: m[metric] for (a, s), m in per_run.items() if a == i} for i in range(len(arms))}
+        summaries = [summarize([v for v in values[i].values() if math.isfinite(v)])
+                     if any(math.isfinite(v) for v in values[i].values()) else None for i in range(len(arms))]
+        out["metrics"][metric] = dict(summaries=summaries, comparisons=_compare_metric(arms, values, metric, test, alpha))
+    for i, arm in enumerate(arms):
+        mine = [r for r in runs if r["arm"] == i]
+        arm["runs"], arm["failed"] = len(mine), sum(1 for r in mine if math.isnan(per_run[(i, r["seed"])]["test_accuracy"]))
+        arm["curves"] = {m: curve_bands([r["history"] for r in mine], m)
+                         for m in ("train_loss", "val_loss", "train_accuracy", "val_accuracy")}
+    if design.get("factorial"):
+        out["effects"] = _effects(design, arms, per_run)
+    return out
+
+
+def _effects(design: dict, arms: list[dict], per_run: dict) -> dict[str, Any]:
+    from tunelab.analysis.effects import interactions, main_effects
+
+    factors = list(design["arms"][0]["levels"])
+    cells = [dict(**{f: _key(arms[a]["levels"][f]) for f in factors}, value=m["test_accuracy"])
+             for (a, s), m in per_run.items() if math.isfinite(m["test_accuracy"])]
+    return dict(main=main_effects(cells, factors),
+                interactions={f"{f1} x {f2}": interactions(cells, f1, f2) for f1, f2 in combinations(factors, 2)})
+
+
+def _key(value: Any) -> Any:
+    """Levels must be hashable (hidden-layer lists become strings)."""
+    return str(value) if isinstance(value, (list, dict)) else value

@@ -1,0 +1,107 @@
+"""``tunelab ensemble``: retrain the top K trials of a study (or runs of a folder) and vote."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tunelab.analysis.ensemble import check_method
+from tunelab.errors import ConfigError
+
+
+def _default_out(label: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+    base = Path("runs") / f"ensemble-{safe}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    return path
+
+
+def _members(study: Optional[str], storage: Optional[str], runs: Optional[Path], top: int) -> tuple[list[dict], str]:
+    """The top K members of the one source given, and a label for the output folder."""
+    from tunelab.analysis.ensemble import pick_top, run_members, study_members
+
+    if (study is None) == (runs is None):
+        raise ConfigError("give exactly one of --study NAME or --runs DIR as the source of the members")
+    if runs is not None:
+        return pick_top(run_members(runs), top, f"--runs={str(runs)!r}"), runs.name
+    from tunelab.search.results import load_study
+    from tunelab.search.tune import DEFAULT_STORAGE
+
+    opened = load_study(study, storage or DEFAULT_STORAGE)
+    return pick_top(study_members(opened), top, f"study {study!r}"), study
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def _table(members: list[dict], report: dict[str, Any], value_name: str) -> Table:
+    table = Table(title=f"ensemble of {report['k']} ({report['method']} voting), accuracy on the test split")
+    for column in ("member", value_name, "val acc", "test acc"):
+        table.add_column(column, justify="left" if column == "member" else "right")
+    for i, m in enumerate(members):
+        mark = " (best on val)" if i == report["best_single_index"] else ""
+        table.add_row(m["label"] + mark, _fmt(m["value"]), _fmt(report["single_val_accuracies"][i]),
+                      _fmt(report["single_accuracies"][i]))
+    table.add_section()
+    table.add_row("ensemble", "", _fmt(report["ensemble_val_accuracy"]), _fmt(report["ensemble_accuracy"]))
+    table.add_row("best single (chosen on val)", "", "", _fmt(report["best_single"]))
+    table.add_row("mean single", "", "", _fmt(report["mean_single"]))
+    return table
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def ensemble_command(
+    study: Optional[str] = typer.Option(None, "--study", help="Study whose top trials are the members."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default sqlite:///tunelab.db)."),
+    runs: Optional[Path] = typer.Option(None, "--runs", help="Instead of --study: a folder of run folders "
+                                        "(config.yaml + result.json), ranked by result.json val_accuracy."),
+    top: int = typer.Option(5, "--top", "-k", help="Number of members K: the best K by validation."),
+    method: str = typer.Option("soft", "--method", help="soft: average the probabilities; hard: majority vote."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: runs/ensemble-<study>-<time>)."),
+) -> None:
+    """Retrain the top K trials of a study (or runs of a folder) and score their ensemble.
+
+    The members are retrained from their stored configs (deterministic for their seeds on
+    CPU). Prints each member's validation and test accuracy, then the ensemble's test accuracy
+    beside the best single model (chosen on validation) and the mean single model. Writes
+    ensemble.json to the output folder.
+    """
+    from tunelab.analysis.ensemble import ensemble_report, models_from_configs
+    from tunelab.api import as_config
+    from tunelab.data import load_data
+
+    check_method(method)
+    members, label = _members(study, storage, runs, top)
+    console = Console()
+    console.print(f"retraining {len(members)} member{'s' if len(members) != 1 else ''} "
+                  f"({', '.join(m['label'] for m in members)})", highlight=False)
+    models = models_from_configs([m["config"] for m in members])
+    device = next(models[0].parameters()).device
+    report = ensemble_report(models, load_data(as_config(members[0]["config"]).data, device=device), method)
+    console.print(_table(members, report, "value" if runs is None else "stored val acc"))
+    folder = out if out is not None else _default_out(label)
+    folder.mkdir(parents=True, exist_ok=True)
+    source = {"study": study, "storage": storage} if runs is None else {"runs": str(runs)}
+    rows = [dict(m, val_accuracy=report["single_val_accuracies"][i], test_accuracy=report["single_accuracies"][i])
+            for i, m in enumerate(members)]
+    (folder / "ensemble.json").write_text(json.dumps(_jsonable({**source, **report, "members": rows}), indent=1))
+    console.print(f"wrote {folder / 'ensemble.json'}", highlight=False, soft_wrap=True)

@@ -1,0 +1,120 @@
+"""The compare driver: every arm over the same seeds, through the tune executors and storage.
+
+A compare is an Optuna study named ``compare:NAME``: one trial per (arm, seed), with the arm,
+the seed, the resolved config, the per-epoch history and the final metrics (test included:
+compare reports on test) as user attributes. The study records the design, so a compare can
+be interrupted and resumed (finished runs are kept, interrupted ones rerun) and its report
+rebuilt from storage alone.
+
+Seed ``s`` of every arm sets ``training.seed = s``: the same data order and, where shapes
+allow, the same initial weights in every arm (common random numbers), so differences pair.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any, Callable, Iterator, Optional
+
+import optuna
+from optuna.trial import TrialState
+
+from tunelab.analysis.designs import Arm, arm_config
+from tunelab.errors import ConfigError
+from tunelab.execute.base import TrialSpec
+from tunelab.search.study import Progress, StudyDriver
+
+__all__ = ["run_compare", "compare_study_name", "load_design", "CompareDriver"]
+
+
+def compare_study_name(name: str) -> str:
+    return f"compare:{name}"
+
+
+class CompareDriver(StudyDriver):
+    """A StudyDriver whose trials are the fixed (arm, seed) runs still missing from storage."""
+
+    requeue_params = False  # an interrupted run is rerun because its (arm, seed) pair is missing
+
+    def __init__(self, study: optuna.Study, base: dict, arms: list[Arm], seeds: list[int],
+                 on_progress: Optional[Callable[[Progress], None]] = None) -> None:
+        self.arms, self.seeds = arms, seeds
+        super().__init__(study, None, [], base, len(arms) * len(seeds), None, on_progress)
+
+    def _done_pairs(self) -> set[tuple[int, int]]:
+        return {(t.user_attrs["arm"], t.user_attrs["seed"]) for t in self.study.get_trials(deepcopy=False)
+                if t.state in (TrialState.COMPLETE, TrialState.FAIL) and not t.user_attrs.get("requeued")
+                and "arm" in t.user_attrs}
+
+    def specs(self) -> Iterator[TrialSpec]:
+        done = self._done_pairs()
+        for seed in self.seeds:  # seed-major: early results already pair across arms
+            for i, arm in enumerate(self.arms):
+                if (i, seed) in done:
+                    continue
+                config = arm_config(self.base, arm, seed)
+                trial = self.study.ask()
+                for key, value in (("arm", i), ("arm_name", arm.name), ("seed", seed), ("config", config)):
+                    trial.set_user_attr(key, value)
+                self.live[trial.number], self.t0[trial.number] = trial, _now()
+                self.progress.running = len(self.live)
+                yield TrialSpec(trial.number, config, "val_accuracy", None, seed, test=True)
+
+    def on_event(self, ev):
+        if ev.kind == "epoch":  # no pruning in a compare: every run goes to its end
+            trial = self.live.get(ev.number)
+            if trial is not None:
+                self.history.setdefault(ev.number, []).append(ev.metrics)
+                trial.report(ev.value, ev.step)
+            return "continue"
+        return super().on_event(ev)
+
+
+def _now() -> float:
+    import time
+
+    return time.perf_counter()
+
+
+def _save_design(study: optuna.Study, base: dict, arms: list[Arm], seeds: list[int], meta: dict) -> None:
+    design = {"base": base, "arms": [asdict(a) for a in arms], "seeds": seeds, **meta}
+    stored = study.user_attrs.get("design")
+    if stored is None:
+        study.set_user_attr("design", json.loads(json.dumps(design)))
+    elif [a["overrides"] for a in stored["arms"]] != [a.overrides for a in arms] or stored["base"] != base:
+        raise ConfigError(f"--name {study.study_name.split(':', 1)[1]!r} already holds a compare with "
+                          f"another design; choose a new --name")
+
+
+def load_design(study: optuna.Study) -> dict[str, Any]:
+    design = study.user_attrs.get("design")
+    if design is None:
+        raise ConfigError(f"study {study.study_name!r} is not a compare (it has no design)")
+    return design
+
+
+def run_compare(base: dict, arms: list[Arm], seeds: list[int], *, name: str, storage: str,
+                workers: int = 1, meta: Optional[dict] = None,
+                on_progress: Optional[Callable[[Progress], None]] = None) -> optuna.Study:
+    """Run every (arm, seed) not yet in storage; return the compare's study."""
+    from tunelab.execute import make_executor
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=compare_study_name(name), storage=storage,
+                                direction="maximize", load_if_exists=True)
+    _save_design(study, base, arms, seeds, meta or {})
+    recover_stale_compare(study)
+    driver = CompareDriver(study, base, arms, seeds, on_progress)
+    with make_executor(workers) as executor:
+        driver.run(executor)
+    return study
+
+
+def recover_stale_compare(study: optuna.Study) -> None:
+    """RUNNING trials of a dead driver: mark failed + requeued (their pair is simply rerun)."""
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.RUNNING:
+            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted: the driver stopped")
+            study._storage.set_trial_user_attr(t._trial_id, "requeued", True)
+            study.tell(t.number, state=TrialState.FAIL)
+
