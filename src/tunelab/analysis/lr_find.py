@@ -4,8 +4,8 @@
 (lr_max / lr_min) ** (i / (steps - 1)), records the loss of each batch (before its step), an
 exponentially smoothed, bias-corrected copy of it, and stops early once the smoothed loss
 exceeds ``diverge`` x its minimum or the loss is not finite. It suggests the lr where the
-smoothed loss falls fastest (most negative d(loss)/d(log lr), ignoring the first and last few
-points) and also reports the lr of the smallest smoothed loss (min_loss_lr; a common rule
+smoothed loss falls fastest (most negative d(loss)/d(log lr), ignoring the moving average's
+warm-up and the last few points) and also reports the lr of the smallest smoothed loss (min_loss_lr; a common rule
 is to train at min_loss_lr / 10). The model's weights and train/eval mode are restored at
 the end: the test is a probe, not training.
 
@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from tunelab.errors import ConfigError
 
-__all__ = ["lr_range_test", "lr_find", "lr_schedule", "smooth_losses", "steepest_lr", "MIN_STEPS"]
+__all__ = ["lr_range_test", "lr_find", "lr_schedule", "smooth_losses", "steepest_lr", "warmup_points", "MIN_STEPS"]
 
 MIN_STEPS = 10  # fewer points leave nothing between the skipped ends
 
@@ -62,9 +62,10 @@ def smooth_losses(losses: list[float], smooth: float) -> list[float]:
     return out
 
 
-def steepest_lr(lrs: list[float], smoothed: list[float]) -> Optional[float]:
-    """The lr of the most negative d(smoothed loss)/d(log lr), skipping the first 10% and the
-    last 5% of the points (start-up noise, the divergence tail); None if nothing is left.
+def steepest_lr(lrs: list[float], smoothed: list[float], skip_start: int = 0) -> Optional[float]:
+    """The lr of the most negative d(smoothed loss)/d(log lr), skipping the first
+    max(skip_start, 10%) points (the moving average's warm-up, where a few noisy losses move it
+    a lot) and the last 5% (the divergence tail); None if fewer than 3 points are left.
 
     Example:
         >>> lrs = np.logspace(-4, 0, 41).tolist()
@@ -73,11 +74,22 @@ def steepest_lr(lrs: list[float], smoothed: list[float]) -> Optional[float]:
         0.01
     """
     n = len(lrs)
-    lo, hi = max(1, n // 10), n - max(1, n // 20)
+    lo, hi = max(1, skip_start, n // 10), n - max(1, n // 20)
     if hi - lo < 3:
         return None
     slope = np.gradient(np.asarray(smoothed), np.log(np.asarray(lrs)))  # d loss / d log lr
     return float(lrs[lo + int(np.argmin(slope[lo:hi]))])
+
+
+def warmup_points(smooth: float, steps: int) -> int:
+    """Points the smoothed curve needs to average a full window, 1 / (1 - smooth), but at
+    most a quarter of the sweep.
+
+    Example:
+        >>> warmup_points(0.98, 200), warmup_points(0.98, 100), warmup_points(0.0, 100)
+        (50, 25, 1)
+    """
+    return min(round(1 / (1 - smooth)), steps // 4)
 
 
 def _check(lr_min: float, lr_max: float, steps: int, smooth: float, diverge: float) -> None:
@@ -149,7 +161,7 @@ def lr_range_test(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], lo
         model.train(mode)
     lrs_run, smoothed = lrs[:len(losses)].tolist(), smooth_losses(losses, smooth)
     min_loss_lr = lrs_run[int(np.argmin(smoothed))] if smoothed else None
-    return dict(lrs=lrs_run, losses=losses, smoothed=smoothed, suggestion=steepest_lr(lrs_run, smoothed),
+    return dict(lrs=lrs_run, losses=losses, smoothed=smoothed, suggestion=steepest_lr(lrs_run, smoothed, warmup_points(smooth, steps)),
                 min_loss_lr=min_loss_lr, stopped=stopped, steps_run=len(losses))
 
 

@@ -23,10 +23,14 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _register() -> None:
-    from tunelab.cli import datasets, studies, train, tune
+    from tunelab.cli import compare, datasets, inspect, report, studies, train, tune
 
     app.command("train")(train.train_command)
     app.command("tune")(tune.tune_command)
+    app.command("compare")(compare.compare_command)
+    app.command("inspect")(inspect.inspect_command)
+    app.command("report")(report.report_command)
+
     app.add_typer(datasets.app, name="datasets")
     app.add_typer(studies.app, name="studies")
 

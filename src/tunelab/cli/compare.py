@@ -1,0 +1,141 @@
+"""``tunelab compare BASE --vary key=v1,v2 ... --seeds 5``: technique ablations, honestly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from tunelab.errors import ConfigError
+
+
+def _name(base: Optional[Path], varies: list, seeds: list[int], factorial: bool, sets: list[str]) -> str:
+    digest = hashlib.sha1(json.dumps([varies, seeds, factorial, sets], default=str).encode()).hexdigest()[:8]
+    return f"{base.stem if base else 'default'}-{digest}"
+
+
+def verdict_table(analysis: dict, metric: str) -> Table:
+    from tunelab.report.assemble import _verdict_rows
+
+    rows = _verdict_rows(analysis, metric)
+    table = Table(title=f"{metric} vs baseline")
+    for col in [c for c in rows[0] if not c.startswith("_")]:
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        style = {"better": "green", "worse": "red"}.get(r["_class"], None)
+        table.add_row(*[str(v) for k, v in r.items() if not k.startswith("_")], style=style)
+    return table
+
+
+def finish_compare(study, design: dict, *, metric: str, target: Optional[float], test: str,
+                   out: Path, command: str, console: Console) -> Path:
+    """Analyze the stored runs and write compare.json, runs.csv and report.html into ``out``."""
+    from tunelab.analysis.compare import analyze, collect_runs, run_metrics
+    from tunelab.report.assemble import compare_sections
+    from tunelab.report.html import build_report, write_report
+    from tunelab.search.results import write_csv
+
+    runs = collect_runs(study)
+    analysis = analyze(design, runs, target=target, test=test)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [dict(arm=r["arm_name"], seed=r["seed"], status=r["status"], **run_metrics(r, analysis["target"]))
+            for r in runs]
+    write_csv(rows, out / "runs.csv")
+    (out / "compare.json").write_text(json.dumps(analysis, default=_jsonable, indent=1))
+    diagnostics = study.user_attrs.get("diagnostics")
+    sections = compare_sections(design, analysis, metric=metric, diagnostics=diagnostics, command=command)
+    title = f"compare {study.study_name.split(':', 1)[-1]}"
+    path = write_report(out / "report.html", build_report(title, sections, subtitle=f"{len(runs)} runs"))
+    console.print(verdict_table(analysis, metric))
+    for c in analysis["metrics"][metric]["comparisons"]:
+        if c.get("verdict"):
+            console.print(f"{c['arm']}: {c['verdict'].text}", highlight=False)
+    console.print(f"report: {path}", highlight=False)
+    return path
+
+
+def _jsonable(obj):
+    import dataclasses
+
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else str(obj)
+
+
+def _diagnose_arms(base: dict, arms, epochs: int) -> dict:
+    from tunelab.analysis.designs import arm_config
+    from tunelab.analysis.diagnostics import diagnose
+    from tunelab.config import from_dict
+
+    out = {}
+    for arm in arms:
+        d = diagnose(from_dict(arm_config(base, arm, 0)), epochs=epochs)
+        out[arm.name] = {"init": d["init"], "trained": d["trained"], "warnings": d["warnings"]}
+    return json.loads(json.dumps(out, default=float))
+
+
+def compare_command(
+    base: Optional[Path] = typer.Argument(None, help="Base train config (YAML); omitted: the defaults."),
+    vary: list[str] = typer.Option(..., "--vary", "-v", help="key=v1,v2,... (repeatable; values are YAML, "
+                                   "e.g. model.hidden=[64],[128,64])."),
+    seeds: int = typer.Option(5, "--seeds", help="Seeds per arm (0..N-1), shared by every arm (paired)."),
+    factorial: bool = typer.Option(False, "--factorial", help="Every combination instead of one at a time."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a key of the base config."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Parallel worker processes."),
+    metric: str = typer.Option("test_accuracy", "--metric", help="Metric of the verdicts: test_accuracy, "
+                               "best_val_accuracy, epochs_to_target, final_gap or seconds."),
+    target: Optional[float] = typer.Option(None, "--target", help="Validation accuracy for epochs_to_target "
+                                           "(default: 99% of the baseline's mean best)."),
+    test: str = typer.Option("t", "--test", help="t (paired t-test) or wilcoxon (signed-rank)."),
+    diagnostics: bool = typer.Option(True, "--diagnostics/--no-diagnostics", help="Record activations and "
+                                     "gradients per arm (seed 0, after 1 epoch)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default sqlite:///tunelab.db)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Compare name (default: base name + design hash; "
+                                       "the same command resumes)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default runs/compare-<name>)."),
+) -> None:
+    """Run every arm over the same seeds and say which changes help, by how much, and whether N seeds can tell."""
+    from tunelab.analysis.compare import METRICS
+    from tunelab.analysis.designs import arm_config, factorial as full, one_at_a_time, parse_vary
+    from tunelab.api import as_config
+    from tunelab.config import to_dict
+    from tunelab.search.compare import run_compare
+    from tunelab.search.tune import DEFAULT_STORAGE
+
+    if metric not in METRICS:
+        raise ConfigError(f"--metric={metric!r} is not known; choose one of {sorted(METRICS)}")
+    if test not in ("t", "wilcoxon"):
+        raise ConfigError(f"--test={test!r} is not allowed; choose one of ['t', 'wilcoxon']")
+    if seeds < 2:
+        raise ConfigError(f"--seeds={seeds} is out of range; a paired comparison needs at least 2")
+    cfg = to_dict(as_config(base, set_))
+    varies = [parse_vary(v) for v in vary]
+    arms = (full if factorial else one_at_a_time)(cfg, varies)
+    for arm in arms:  # every arm's config is valid before anything runs
+        arm_config(cfg, arm, 0)
+    name = name or _name(base, varies, list(range(seeds)), factorial, set_)
+    out = out or Path("runs") / f"compare-{name}"
+    command = "tunelab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    console = Console()
+    console.print(f"compare {name}: {len(arms)} arms x {seeds} seeds = {len(arms) * seeds} runs", highlight=False)
+    started = time.perf_counter()
+    with Live(console=console, refresh_per_second=4) as live:
+        def on_progress(p) -> None:
+            live.update(f"runs {p.finished}/{p.target}  failed {p.failed}  running {p.running}  "
+                        f"elapsed {time.perf_counter() - started:.0f}s")
+
+        study = run_compare(cfg, arms, list(range(seeds)), name=name, storage=storage or DEFAULT_STORAGE,
+                            workers=workers, on_progress=on_progress,
+                            meta=dict(factorial=factorial, command=command, metric=metric, test=test, target=target))
+    if diagnostics and "diagnostics" not in study.user_attrs:
+        console.print("diagnostics: activations and gradients per arm ...")
+        study.set_user_attr("diagnostics", _diagnose_arms(cfg, arms, epochs=1))
+    design = study.user_attrs["design"]
+    finish_compare(study, design, metric=metric, target=target, test=test, out=out, command=command, console=console)

@@ -1,0 +1,191 @@
+"""Report sections from plain analysis data (compare) or a stored study (tune).
+
+Statistics come from tunelab.analysis; this module only arranges numbers into tables and
+hands precomputed series to the figure functions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import yaml  # noqa: E402
+
+from tunelab.report.compare_figs import (  # noqa: E402
+    plot_learning_curves,
+    plot_metric_intervals,
+    plot_paired_differences,
+)
+from tunelab.report.html import Section  # noqa: E402
+
+__all__ = ["compare_sections", "study_sections", "plot_arm_histograms"]
+
+
+def _f(v: Optional[float], scale: float = 1.0, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{v * scale:.{digits}f}"
+
+
+def _verdict_rows(analysis: dict, metric: str) -> list[dict[str, Any]]:
+    from tunelab.analysis.compare import METRICS
+
+    label, higher, scale, unit = METRICS[metric]
+    m = analysis["metrics"][metric]
+    comps = {c["arm"]: c for c in m["comparisons"]}
+    rows = []
+    for arm, s in zip(analysis["arms"], m["summaries"]):
+        c = comps.get(arm["name"], {})
+        p, v = c.get("paired"), c.get("verdict")
+        rows.append({
+            "arm": arm["name"], "runs": f"{arm['runs'] - arm['failed']}/{arm['runs']}",
+            f"mean ({unit})": _f(s.mean if s else None, scale), f"sd": _f(s.sd if s else None, scale),
+            "95% CI": f"{_f(s.ci_low, scale)} to {_f(s.ci_high, scale)}" if s else "-",
+            "diff vs baseline (95% CI)": (f"{_f(p.mean_diff, scale, 2)} ({_f(p.ci_low, scale)} to {_f(p.ci_high, scale)})"
+                                          if p else ("baseline" if arm["baseline"] else "-")),
+            "p (Holm)": _f(c.get("p_adjusted"), 1, 4) if p else "-",
+            "d_z": _f(p.effect_size if p else None),
+            "verdict": v.label if v else ("baseline" if arm["baseline"] else "not enough runs"),
+            "_class": (v.label.split()[0] if v else ("baseline" if arm["baseline"] else "")),
+        })
+    return rows
+
+
+def _interval_rows(analysis: dict, metric: str) -> list[dict[str, Any]]:
+    from tunelab.analysis.compare import METRICS
+
+    _, _, scale, _ = METRICS[metric]
+    m = analysis["metrics"][metric]
+    comps = {c["arm"]: c for c in m["comparisons"]}
+    rows = []
+    for arm, s in zip(analysis["arms"], m["summaries"]):
+        if s is None:
+            continue
+        v = comps.get(arm["name"], {}).get("verdict")
+        rows.append(dict(arm=arm["name"], mean=s.mean * scale, ci_low=s.ci_low * scale, ci_high=s.ci_high * scale,
+                         verdict=v.label if v else "", baseline=arm["baseline"]))
+    return rows
+
+
+def _diff_rows(analysis: dict, metric: str) -> list[dict[str, Any]]:
+    from tunelab.analysis.compare import METRICS
+
+    _, _, scale, _ = METRICS[metric]
+    return [dict(arm=c["arm"], diff=c["paired"].mean_diff * scale, ci_low=c["paired"].ci_low * scale,
+                 ci_high=c["paired"].ci_high * scale, verdict=c["verdict"].label)
+            for c in analysis["metrics"][metric]["comparisons"] if c.get("paired") is not None]
+
+
+def _curve_groups(design: dict, analysis: dict) -> list[tuple[str, list[int]]]:
+    """Arms to overlay per factor: the baseline plus the arms that change that factor."""
+    arms = design["arms"]
+    base = next(i for i, a in enumerate(arms) if a["baseline"])
+    if design.get("factorial"):
+        return [("all arms", list(range(len(arms))))] if len(arms) <= 8 else []
+    keys = list(dict.fromkeys(k for a in arms for k in a["overrides"]))
+    return [(k, [base] + [i for i, a in enumerate(arms) if k in a["overrides"]]) for k in keys]
+
+
+def plot_arm_histograms(per_arm: dict[str, Sequence[dict]]) -> Any:
+    """Activation histograms after training: a row per hidden layer, a column per arm."""
+    names = list(per_arm)
+    hidden = {n: [l for l in per_arm[n] if l.get("kind", "hidden") != "output"] for n in names}
+    rows = max((len(v) for v in hidden.values()), default=0)
+    fig, axes = plt.subplots(max(rows, 1), max(len(names), 1), figsize=(3.2 * len(names), 2.2 * max(rows, 1)),
+                             squeeze=False, constrained_layout=True)
+    for c, name in enumerate(names):
+        for r in range(rows):
+            ax = axes[r][c]
+            if r >= len(hidden[name]):
+                ax.set_axis_off()
+                continue
+            layer = hidden[name][r]
+            ax.stairs(layer["histogram"]["counts"], layer["histogram"]["edges"], fill=True, alpha=0.8)
+            extra = [f"{k.split('_')[0]} {layer[k]:.0%}" for k in ("saturated_fraction", "dead_fraction")
+                     if layer.get(k) is not None]
+            ax.set_title(f"{name}\nlayer {r + 1} ({layer['activation']}) {' '.join(extra)}", fontsize=7)
+            ax.tick_params(labelsize=6)
+    return fig
+
+
+def compare_sections(design: dict, analysis: dict, *, metric: str = "test_accuracy",
+                     diagnostics: Optional[dict[str, dict]] = None, command: str = "") -> list[Section]:
+    from tunelab.analysis.compare import METRICS
+
+    label = METRICS[metric][0]
+    arms, seeds = design["arms"], design["seeds"]
+    varied = list(dict.fromkeys(k for a in arms for k in a["levels"]))
+    sections = [Section("Question", "text",
+                        f"Which of these changes help {label}, by how much, and can {len(seeds)} seeds tell? "
+                        f"Varied: {', '.join(varied)}. Design: {'full factorial' if design.get('factorial') else 'one at a time around the base config'}; "
+                        f"{len(arms)} arms x {len(seeds)} seeds (paired: seed s of every arm shares the data order and, "
+                        f"where shapes allow, the initial weights). Test: {'paired t-test' if analysis['test'] == 't' else 'Wilcoxon signed-rank'}, "
+                        f"Holm-corrected across arms at alpha={analysis['alpha']}.")]
+    sections.append(Section(f"Verdicts on {label}", "table", _verdict_rows(analysis, metric)))
+    texts = [f"{c['arm']}: {c['verdict'].text}" for c in analysis["metrics"][metric]["comparisons"] if c.get("verdict")]
+    sections.append(Section("In words", "text", "\n\n".join(texts) or "Not enough runs to compare."))
+    sections.append(Section(f"{label} per arm", "figure", plot_metric_intervals(_interval_rows(analysis, metric), label),
+                            caption=f"Mean {label} with its 95% confidence interval per arm."))
+    diffs = _diff_rows(analysis, metric)
+    if diffs:
+        sections.append(Section("Paired differences", "figure", plot_paired_differences(diffs, f"{label}: arm - baseline"),
+                                caption="Mean paired difference against the baseline with its 95% CI."))
+    for factor, idx in _curve_groups(design, analysis):
+        bands = {analysis["arms"][i]["name"]: analysis["arms"][i]["curves"] for i in idx}
+        sections.append(Section(f"Learning curves: {factor}", "figure", plot_learning_curves(bands, title=factor),
+                                caption="Mean over seeds (lines) with the min-max band; train solid, validation dashed."))
+    for other in METRICS:
+        if other != metric:
+            sections.append(Section(f"{METRICS[other][0]}", "table", _verdict_rows(analysis, other)))
+    if "effects" in analysis:
+        sections += _effect_sections(analysis["effects"])
+    if diagnostics:
+        trained = {name: d["trained"] for name, d in diagnostics.items()}
+        sections.append(Section("Inside the network", "figure", plot_arm_histograms(trained),
+                                caption="Activation histograms per hidden layer after training (seed 0), one column per arm."))
+        warn = [f"{name}: {w}" for name, d in diagnostics.items() for w in d.get("warnings", [])]
+        sections.append(Section("Diagnostics", "text", "\n\n".join(warn) or "No saturation, dead units or vanishing gradients flagged."))
+    sections.append(Section("Arms", "table", [dict(arm=a["name"], overrides=json.dumps(a["overrides"])) for a in arms]))
+    sections.append(Section("Base config", "code", yaml.safe_dump(design["base"], sort_keys=False)))
+    sections.append(Section("Reproduce", "code", command or "(command not recorded)"))
+    return sections
+
+
+def _effect_sections(effects: dict) -> list[Section]:
+    rows = []
+    for factor, eff in effects["main"].items():
+        means = eff.get("means", eff) if isinstance(eff, dict) else eff
+        rows.append(dict(factor=factor, **{"levels (mean test accuracy)": json.dumps(
+            {str(k): round(v, 4) for k, v in means.items() if not isinstance(v, dict)}, default=str)},
+            effect=_f(eff.get("effect") if isinstance(eff, dict) else None, 100)))
+    inter = [dict(pair=k, strength=_f(v.get("strength") if isinstance(v, dict) else None, 100)) for k, v in effects["interactions"].items()]
+    return [Section("Main effects (test accuracy, points)", "table", rows),
+            Section("Two-way interactions (points)", "table", inter)]
+
+
+def study_sections(study, command: str = "") -> list[Section]:
+    """A tune study: leaderboard, counts, and Optuna-style figures."""
+    from tunelab.report.study_figs import study_figures
+    from tunelab.search.results import counts, leaderboard
+
+    c = counts(study)
+    rows = [dict(trial=r["number"], value=r["value"], epochs=r["epochs"], seconds=r["seconds"],
+                 **{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r["params"].items()})
+            for r in leaderboard(study, 15)]
+    sections = [Section("Study", "text", f"{study.study_name}: {' '.join(f'{k} {v}' for k, v in c.items() if v)}. "
+                        f"Objective: {study.user_attrs.get('objective', 'value')} ({study.direction.name.lower()}); "
+                        f"sampler {study.user_attrs.get('sampler', '?')}, pruner {study.user_attrs.get('pruner', '?')}."),
+                Section("Best trials", "table", rows)]
+    for name, fig in study_figures(study).items():
+        sections.append(Section(name.replace("_", " "), "figure", fig))
+    best = leaderboard(study, 1)
+    if best:
+        cfg = study.trials[best[0]["number"]].user_attrs.get("config")
+        sections.append(Section("Best config", "code", yaml.safe_dump(cfg, sort_keys=False) if cfg else "-"))
+    sections.append(Section("Reproduce", "code", command or f"tunelab tune SPACE --study {study.study_name}"))
+    return sections
