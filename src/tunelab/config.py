@@ -216,7 +216,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise bad
 
 
-def _check_range(key: str, value: Any, meta: dict) -> None:
+def _check_range(key: str, value: Any, meta: dict, shown: Any = None) -> None:
     values = value if isinstance(value, list) else [value]
     lo, hi = meta.get("lo"), meta.get("hi")
     for v in values:
@@ -228,7 +228,7 @@ def _check_range(key: str, value: Any, meta: dict) -> None:
             left = "(" if meta["lo_open"] else "["
             right = ")" if meta["hi_open"] else "]"
             span = f"{left}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}{right}"
-            raise ConfigError(f"{key}={value!r} is out of range; allowed: {span}")
+            raise ConfigError(f"{key}={shown if shown is not None else value!r} is out of range; allowed: {span}")
 
 
 def _check_choice(key: str, value: Any, meta: dict) -> None:
@@ -267,7 +267,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             sub = next(iter(raw[name]))
             raise ConfigError(f"{key}.{sub} is not a config key; {key} is a value, not a section")
         value = _coerce(key, raw[name], tp)
-        _check_range(key, value, f.metadata)
+        _check_range(key, value, f.metadata, shown=raw[name])
         if value is not None:
             _check_choice(key, value, f.metadata)
         kwargs[name] = value

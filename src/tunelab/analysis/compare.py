@@ -135,8 +135,14 @@ def _effects(design: dict, arms: list[dict], per_run: dict) -> dict[str, Any]:
     factors = list(design["arms"][0]["levels"])
     cells = [dict(**{f: _key(arms[a]["levels"][f]) for f in factors}, value=m["test_accuracy"])
              for (a, s), m in per_run.items() if math.isfinite(m["test_accuracy"])]
-    return dict(main=main_effects(cells, factors),
-                interactions={f"{f1} x {f2}": interactions(cells, f1, f2) for f1, f2 in combinations(factors, 2)})
+    main = {f: dict(means={str(k): v for k, v in e.means.items()}, effect=e.effect)
+            for f, e in main_effects(cells, factors).items()}
+    pairs = {}
+    for f1, f2 in combinations(factors, 2):
+        i = interactions(cells, f1, f2)
+        pairs[f"{f1} x {f2}"] = dict(means={f"{a} / {b}": v for (a, b), v in i.means.items()},
+                                     strength=i.strength, contrast=i.contrast)
+    return dict(main=main, interactions=pairs)
 
 
 def _key(value: Any) -> Any:

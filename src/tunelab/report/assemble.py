@@ -157,15 +157,14 @@ def compare_sections(design: dict, analysis: dict, *, metric: str = "test_accura
 
 
 def _effect_sections(effects: dict) -> list[Section]:
-    rows = []
-    for factor, eff in effects["main"].items():
-        means = eff.get("means", eff) if isinstance(eff, dict) else eff
-        rows.append(dict(factor=factor, **{"levels (mean test accuracy)": json.dumps(
-            {str(k): round(v, 4) for k, v in means.items() if not isinstance(v, dict)}, default=str)},
-            effect=_f(eff.get("effect") if isinstance(eff, dict) else None, 100)))
-    inter = [dict(pair=k, strength=_f(v.get("strength") if isinstance(v, dict) else None, 100)) for k, v in effects["interactions"].items()]
-    return [Section("Main effects (test accuracy, points)", "table", rows),
-            Section("Two-way interactions (points)", "table", inter)]
+    main = [dict(factor=f, effect=_f(e["effect"], 100),
+                 **{f"mean at {lvl}": _f(v, 100) for lvl, v in e["means"].items()})
+            for f, e in effects["main"].items()]
+    inter = [dict(pair=k, strength=_f(v["strength"], 100), contrast=_f(v["contrast"], 100),
+                  cells=", ".join(f"{c}: {_f(m, 100)}" for c, m in v["means"].items()))
+             for k, v in effects["interactions"].items()]
+    return [Section("Main effects (test accuracy, points; effect = max - min of the level means)", "table", main),
+            Section("Two-way interactions (points; strength = residual sd after the additive fit)", "table", inter)]
 
 
 def study_sections(study, command: str = "") -> list[Section]:

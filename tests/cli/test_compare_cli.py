@@ -1,0 +1,78 @@
+"""tunelab compare / report end to end on digits: paired seeds, resume, verdicts, HTML."""
+
+import json
+
+import optuna
+import pytest
+import torch
+
+from tunelab.analysis.designs import arm_config, one_at_a_time, parse_vary
+from tunelab.cli.main import main
+from tunelab.config import from_dict, to_dict
+from tunelab.nn import build_model
+
+ARGS = ["--vary", "model.dropout=0,0.3", "--vary", "model.activation=relu,tanh", "--seeds", "3",
+        "--set", "training.epochs=3", "--set", "model.hidden=[32]", "--name", "t", "--no-diagnostics"]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _trials(path):
+    return optuna.load_study(study_name="compare:t", storage=f"sqlite:///{path / 'tunelab.db'}").get_trials()
+
+
+def test_compare_runs_every_arm_on_the_same_seeds_and_resumes(capsys, workdir):
+    assert main(["compare", *ARGS, "--out", str(workdir / "c")]) == 0
+    out = capsys.readouterr().out
+    trials = _trials(workdir)
+    assert len(trials) == 3 * 3
+    seeds = {}
+    for t in trials:
+        seeds.setdefault(t.user_attrs["arm_name"], []).append(t.user_attrs["seed"])
+        assert t.user_attrs["config"]["training"]["seed"] == t.user_attrs["seed"]
+        assert t.user_attrs["result"]["test_accuracy"] is not None  # compare reports on test
+    assert {k: sorted(v) for k, v in seeds.items()} == {a: [0, 1, 2] for a in
+                                                        ["baseline", "model.dropout=0.3", "model.activation=tanh"]}
+    report = (workdir / "c" / "report.html").read_text()
+    assert "Verdicts on test accuracy" in report and report.count("data:image/png;base64") >= 4
+    assert "no detectable difference" in out or "better" in out or "worse" in out
+    rows = (workdir / "c" / "runs.csv").read_text().strip().splitlines()
+    assert len(rows) == 10
+    analysis = json.loads((workdir / "c" / "compare.json").read_text())
+    assert len(analysis["metrics"]["test_accuracy"]["comparisons"]) == 2
+    # the same command again: nothing reruns, the report is rebuilt from storage
+    assert main(["compare", *ARGS, "--out", str(workdir / "c")]) == 0
+    assert len(_trials(workdir)) == 9
+    assert main(["report", "--compare", "t", "--out", str(workdir / "r")]) == 0
+    assert (workdir / "r" / "report.html").exists()
+
+
+def test_arms_share_initial_weights_where_shapes_allow():
+    base = to_dict(from_dict({"model": {"hidden": [32]}}))
+    arms = one_at_a_time(base, [parse_vary("model.dropout=0,0.5"), parse_vary("model.hidden=[32],[64]")])
+    nets = {}
+    for arm in arms:
+        cfg = from_dict(arm_config(base, arm, seed=4))
+        torch.manual_seed(cfg.training.seed)
+        nets[arm.name] = build_model(cfg.model, (1, 8, 8), 10).state_dict()
+    same, other = nets["model.dropout=0.5"], nets["baseline"]
+    assert all(torch.equal(same[k], other[k]) for k in same)  # dropout adds no parameters
+    assert nets["model.hidden=[64]"]["fc0.0.weight"].shape != other["fc0.0.weight"].shape
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--vary", "model.dropout"], "--vary 'model.dropout' must look like key.path=value1,value2"),
+    (["--vary", "model.dropout=0.5"], "needs a key and at least two values"),
+    (["--vary", "model.dropout=0,2"], "model.dropout=2 is out of range"),
+    (["--vary", "model.actv=relu,tanh"], "model.actv is not a config key"),
+    (["--vary", "model.dropout=0,0.5", "--seeds", "1"], "--seeds=1 is out of range"),
+    (["--vary", "model.dropout=0,0.5", "--metric", "f1"], "--metric='f1' is not known"),
+])
+def test_bad_compare_input_is_one_line(capsys, workdir, argv, message):
+    assert main(["compare", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
