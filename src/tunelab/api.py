@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
-from tunelab.config import RunConfig, from_dict, load_config, replace, to_dict
+from tunelab.config import RunConfig, from_dict, load_config, replace
 from tunelab.trainer.fit import Decision, EpochEvent, RunResult, fit, resolve_device
 
 __all__ = ["train", "as_config"]

@@ -363,13 +363,21 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}") from None
+        raw = read_yaml(p, "config file", mapping=False)
     return from_dict(raw, overrides)
+
+
+def read_yaml(path: Path, what: str, mapping: bool = True) -> Any:
+    """Parse a YAML file; a syntax error is a one-line ConfigError naming the file and line."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{what} {str(path)!r} is not valid YAML{where}") from None
+    if mapping and not isinstance(raw, dict):
+        raise ConfigError(f"{what} {str(path)!r} must hold a mapping, got {type(raw).__name__}")
+    return raw
 
 
 def to_dict(cfg: Any) -> dict:

@@ -75,6 +75,14 @@ def _member_probs(models: Sequence[nn.Module], x: Tensor) -> Tensor:
             m.train(mode)
 
 
+def _probs(models: Sequence[nn.Module], x: Tensor, batch_size: int) -> Tensor:
+    """Member probabilities (K, N, C) on all of ``x``, computed in batches."""
+    if not models:
+        raise ConfigError("models=[] is empty; an ensemble needs at least one model")
+    parts = [_member_probs(models, x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    return torch.cat(parts, dim=1) if parts else torch.zeros(len(models), 0, 0, device=x.device)
+
+
 def ensemble_predict(models: Sequence[nn.Module], x: Tensor, method: str = "soft",
                      batch_size: int = 8192) -> Tensor:
     """Predicted classes (N,) of the ensemble of ``models`` on inputs ``x`` (N, ...).
@@ -96,8 +104,9 @@ def _accuracy(pred: Tensor, y: Tensor) -> float:
     return (pred == y).double().mean().item() if len(y) else math.nan
 
 
-def ensemble_report(models: Sequence[nn.Module], data: DataBundle, method: str = "soft") -> dict[str, Any]:
-    """Test accuracy of the ensemble beside its members'.
+def ensemble_report(models: Sequence[nn.Module], data: DataBundle, method: str = "soft",
+                    batch_size: int = 8192) -> dict[str, Any]:
+    """Test accuracy of the ensemble beside its members' (and the validation accuracies).
 
     ``best_single`` is the test accuracy of the member with the best VALIDATION accuracy
     (the first on ties); ``max_single_test`` is the best test accuracy, for information only.
@@ -110,11 +119,13 @@ def ensemble_report(models: Sequence[nn.Module], data: DataBundle, method: str =
         >>> r["k"], r["ensemble_accuracy"] == r["best_single"]
         (1, True)
     """
-    val = [_accuracy(ensemble_predict([m], data.x_val), data.y_val) for m in models]
-    test = [_accuracy(ensemble_predict([m], data.x_test), data.y_test) for m in models]
+    check_method(method)
+    p_val, p_test = _probs(models, data.x_val, batch_size), _probs(models, data.x_test, batch_size)  # (K, N, C)
+    val = [_accuracy(p.argmax(1), data.y_val) for p in p_val]
+    test = [_accuracy(p.argmax(1), data.y_test) for p in p_test]
     best = max(range(len(models)), key=lambda i: (val[i], -i))
-    return dict(ensemble_accuracy=_accuracy(ensemble_predict(models, data.x_test, method), data.y_test),
-                ensemble_val_accuracy=_accuracy(ensemble_predict(models, data.x_val, method), data.y_val),
+    return dict(ensemble_accuracy=_accuracy(vote(p_test, method), data.y_test),
+                ensemble_val_accuracy=_accuracy(vote(p_val, method), data.y_val),
                 single_accuracies=test, single_val_accuracies=val, best_single=test[best],
                 best_single_index=best, mean_single=sum(test) / len(test), max_single_test=max(test),
                 method=method, k=len(models))

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tunelab.cli.common import jsonable
 from tunelab.analysis.ensemble import check_method
 from tunelab.errors import ConfigError
 
@@ -25,7 +26,8 @@ def _default_out(label: str) -> Path:
     return path
 
 
-def _members(study: Optional[str], storage: Optional[str], runs: Optional[Path], top: int) -> tuple[list[dict], str]:
+def _members(study: Optional[str], storage: Optional[str], runs: Optional[Path],
+             top: int) -> tuple[list[dict], str]:
     """The top K members of the one source given, and a label for the output folder."""
     from tunelab.analysis.ensemble import pick_top, run_members, study_members
 
@@ -59,24 +61,18 @@ def _table(members: list[dict], report: dict[str, Any], value_name: str) -> Tabl
     return table
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def ensemble_command(
     study: Optional[str] = typer.Option(None, "--study", help="Study whose top trials are the members."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default sqlite:///tunelab.db)."),
+    storage: Optional[str] = typer.Option(None, "--storage",
+                                          help="SQLAlchemy URL (default sqlite:///tunelab.db)."),
     runs: Optional[Path] = typer.Option(None, "--runs", help="Instead of --study: a folder of run folders "
                                         "(config.yaml + result.json), ranked by result.json val_accuracy."),
     top: int = typer.Option(5, "--top", "-k", help="Number of members K: the best K by validation."),
     method: str = typer.Option("soft", "--method", help="soft: average the probabilities; hard: majority vote."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: runs/ensemble-<study>-<time>)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Output folder (default: runs/ensemble-<study>-<time>)."),
 ) -> None:
     """Retrain the top K trials of a study (or runs of a folder) and score their ensemble.
 
@@ -103,5 +99,5 @@ def ensemble_command(
     source = {"study": study, "storage": storage} if runs is None else {"runs": str(runs)}
     rows = [dict(m, val_accuracy=report["single_val_accuracies"][i], test_accuracy=report["single_accuracies"][i])
             for i, m in enumerate(members)]
-    (folder / "ensemble.json").write_text(json.dumps(_jsonable({**source, **report, "members": rows}), indent=1))
+    (folder / "ensemble.json").write_text(json.dumps(jsonable({**source, **report, "members": rows}), indent=1))
     console.print(f"wrote {folder / 'ensemble.json'}", highlight=False, soft_wrap=True)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from tunelab.cli.common import jsonable
 from tunelab.analysis.diagnostics import diagnose
 from tunelab.api import as_config
 
@@ -37,15 +37,6 @@ def _table(phase: str, stats: list[dict], epochs: int) -> Table:
     return table
 
 
-def _jsonable(value: Any) -> Any:
-    """NaN and infinities become null, so diagnostics.json is strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _default_out() -> Path:
@@ -65,7 +56,7 @@ def _write(out: Path, report: dict) -> None:
     fig = plot_activation_histograms(report["init"], report["trained"])
     fig.savefig(out / "activations.png", dpi=100)
     plt.close(fig)
-    (out / "diagnostics.json").write_text(json.dumps(_jsonable(report), indent=1))
+    (out / "diagnostics.json").write_text(json.dumps(jsonable(report), indent=1))
 
 
 def inspect_command(

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import math
 import shlex
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 
+from tunelab.cli.common import jsonable
 from tunelab.api import as_config
 from tunelab.config import to_dict
 
@@ -38,14 +38,6 @@ def train_command_line(config: Optional[Path], sets: list[str], lr: float) -> st
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _write(folder: Path, result: dict, payload: dict) -> None:
@@ -57,7 +49,7 @@ def _write(folder: Path, result: dict, payload: dict) -> None:
     fig = plot_lr_find(result, title=payload["title"])
     fig.savefig(folder / "lr_find.png", dpi=100)
     plt.close(fig)
-    (folder / "lr_find.json").write_text(json.dumps(_jsonable(payload), indent=1))
+    (folder / "lr_find.json").write_text(json.dumps(jsonable(payload), indent=1))
 
 
 def _print_suggestion(console: Console, result: dict, command: Optional[str]) -> None:

@@ -23,13 +23,15 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _register() -> None:
-    from tunelab.cli import compare, datasets, inspect, report, studies, train, tune
+    from tunelab.cli import compare, datasets, ensemble, inspect, lr_find, report, studies, train, tune
 
     app.command("train")(train.train_command)
     app.command("tune")(tune.tune_command)
     app.command("compare")(compare.compare_command)
     app.command("inspect")(inspect.inspect_command)
     app.command("report")(report.report_command)
+    app.command("ensemble")(ensemble.ensemble_command)
+    app.command("lr-find")(lr_find.lr_find_command)
 
     app.add_typer(datasets.app, name="datasets")
     app.add_typer(studies.app, name="studies")

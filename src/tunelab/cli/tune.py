@@ -10,7 +10,6 @@ import typer
 import yaml
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from tunelab.cli.studies import leaderboard_table, rounds_table
 

@@ -44,7 +44,7 @@ def _verdict_rows(analysis: dict, metric: str) -> list[dict[str, Any]]:
         p, v = c.get("paired"), c.get("verdict")
         rows.append({
             "arm": arm["name"], "runs": f"{arm['runs'] - arm['failed']}/{arm['runs']}",
-            f"mean ({unit})": _f(s.mean if s else None, scale), f"sd": _f(s.sd if s else None, scale),
+            f"mean ({unit})": _f(s.mean if s else None, scale), "sd": _f(s.sd if s else None, scale),
             "95% CI": f"{_f(s.ci_low, scale)} to {_f(s.ci_high, scale)}" if s else "-",
             "diff vs baseline (95% CI)": (f"{_f(p.mean_diff, scale, 2)} ({_f(p.ci_low, scale)} to {_f(p.ci_high, scale)})"
                                           if p else ("baseline" if arm["baseline"] else "-")),

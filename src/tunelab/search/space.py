@@ -24,7 +24,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import optuna.distributions as od
-import yaml
 
 from tunelab.config import from_dict as config_from_dict
 from tunelab.config import to_dict as config_to_dict
@@ -158,15 +157,9 @@ def apply_values(base: dict, values: dict[str, Any], validate: bool = True) -> d
 # -------------------------------------------------------------------- parsing the file
 
 def _read_yaml(path: Path, what: str) -> dict:
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{what} {str(path)!r} is not valid YAML{where}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{what} {str(path)!r} must hold a mapping, got {type(raw).__name__}")
-    return raw
+    from tunelab.config import read_yaml
+
+    return read_yaml(path, what)
 
 
 def _load_base(raw: Any, root: Path, validate: bool) -> dict:

@@ -201,7 +201,6 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
 def _finish(cfg, data, model, history, stop_state, best_weights, status, message, seconds,
             test: bool = True) -> RunResult:
     """Restore the best weights if asked, then read the test set once."""
-    es_cfg = cfg.training.early_stopping
     restored = best_weights is not None
     if restored:
         model.load_state_dict(best_weights)
