@@ -1,4 +1,4 @@
-"""Fixtures of the data tests: the shared real datasets and a local HTTP server."""
+"""Shared fixtures: the real datasets (MNIST, Fashion-MNIST) and a local HTTP server."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+# A relative TUNELAB_DATA (the README's ../shared/data) must survive tests that chdir.
+if os.environ.get("TUNELAB_DATA"):
+    os.environ["TUNELAB_DATA"] = str(Path(os.environ["TUNELAB_DATA"]).resolve())
 
 
 def _shared_data_dir() -> Path | None:
