@@ -92,24 +92,24 @@ def _curve_groups(design: dict, analysis: dict) -> list[tuple[str, list[int]]]:
 
 
 def plot_arm_histograms(per_arm: dict[str, Sequence[dict]]) -> Any:
-    """Activation histograms after training: a row per hidden layer, a column per arm."""
+    """Activation histograms after training: a row per arm, a column per hidden layer."""
     names = list(per_arm)
     hidden = {n: [l for l in per_arm[n] if l.get("kind", "hidden") != "output"] for n in names}
-    rows = max((len(v) for v in hidden.values()), default=0)
-    fig, axes = plt.subplots(max(rows, 1), max(len(names), 1), figsize=(3.2 * len(names), 2.2 * max(rows, 1)),
+    cols = max((len(v) for v in hidden.values()), default=0)
+    fig, axes = plt.subplots(max(len(names), 1), max(cols, 1), figsize=(4.0 * max(cols, 1), 1.9 * max(len(names), 1)),
                              squeeze=False, constrained_layout=True)
-    for c, name in enumerate(names):
-        for r in range(rows):
+    for r, name in enumerate(names):
+        for c in range(cols):
             ax = axes[r][c]
-            if r >= len(hidden[name]):
+            if c >= len(hidden[name]):
                 ax.set_axis_off()
                 continue
-            layer = hidden[name][r]
+            layer = hidden[name][c]
             ax.stairs(layer["histogram"]["counts"], layer["histogram"]["edges"], fill=True, alpha=0.8)
             extra = [f"{k.split('_')[0]} {layer[k]:.0%}" for k in ("saturated_fraction", "dead_fraction")
                      if layer.get(k) is not None]
-            ax.set_title(f"{name}\nlayer {r + 1} ({layer['activation']}) {' '.join(extra)}", fontsize=7)
-            ax.tick_params(labelsize=6)
+            ax.set_title(f"{name}: layer {c + 1} ({layer['activation']}) {' '.join(extra)}", fontsize=8)
+            ax.tick_params(labelsize=7)
     return fig
 
 
@@ -147,7 +147,7 @@ def compare_sections(design: dict, analysis: dict, *, metric: str = "test_accura
     if diagnostics:
         trained = {name: d["trained"] for name, d in diagnostics.items()}
         sections.append(Section("Inside the network", "figure", plot_arm_histograms(trained),
-                                caption="Activation histograms per hidden layer after training (seed 0), one column per arm."))
+                                caption="Activation histograms after one epoch of training (seed 0): a row per arm, a column per hidden layer."))
         warn = [f"{name}: {w}" for name, d in diagnostics.items() for w in d.get("warnings", [])]
         sections.append(Section("Diagnostics", "text", "\n\n".join(warn) or "No saturation, dead units or vanishing gradients flagged."))
     sections.append(Section("Arms", "table", [dict(arm=a["name"], overrides=json.dumps(a["overrides"])) for a in arms]))
