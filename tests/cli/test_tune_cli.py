@@ -70,3 +70,12 @@ def test_bad_space_file_is_one_line(capsys, space_file):
 def test_unknown_study(capsys, space_file):
     code, _, err = _run(capsys, "studies", "show", "nope")
     assert code == 2 and "study 'nope' is not in" in err
+
+
+def test_report_of_a_study_embeds_its_figures(capsys, space_file, tmp_path):
+    assert main(["tune", str(space_file), "--trials", "4", "--seed", "0", "--out", str(tmp_path)]) == 0
+    assert main(["report", "--study", "space", "--out", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert html.count("data:image/png;base64") >= 4 and "Best config" in html
+    capsys.readouterr()
+    assert main(["report"]) == 2 and "exactly one of --compare" in capsys.readouterr().err

@@ -26,3 +26,10 @@ def raises_when_x_is_small(config, reporter):
     if config["x"] < 0.4:
         raise ValueError(f"x={config['x']} is too small for this objective")
     return quadratic(config, reporter)
+
+
+def two_dims(config, reporter):
+    """Peak at x = 0.3, y = 0.7."""
+    value = -((config["x"] - 0.3) ** 2) - (config["y"] - 0.7) ** 2
+    reporter.report(value, 1)
+    return value

@@ -135,3 +135,36 @@ def test_sigkill_of_the_driver_then_rerun_loses_nothing(tmp_path, workers):
     assert stale and all("interrupted" in t.user_attrs["fail_reason"] for t in stale)
     retried = {t.user_attrs.get("retry_of") for t in after} - {None}
     assert retried == {t.number for t in stale}  # each interrupted trial's params ran again
+
+
+def test_ctrl_c_marks_running_trials_and_a_rerun_finishes(tmp_path):
+    storage = _storage(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, storage, "6", "2"], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while _states(storage).count(TrialState.COMPLETE) < 1 and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: only the driver handles it, workers ignore it
+    proc.communicate(timeout=60)
+    trials = optuna.load_study(study_name="killed", storage=storage).get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    interrupted = [t for t in trials if "Ctrl-C" in t.user_attrs.get("fail_reason", "")]
+    assert interrupted and all(t.user_attrs.get("requeued") for t in interrupted)
+    subprocess.run([sys.executable, "-c", DRIVER, storage, "6", "2"], cwd=ROOT, check=True, timeout=120)
+    after = optuna.load_study(study_name="killed", storage=storage).get_trials()
+    assert len([t for t in after if not t.user_attrs.get("requeued")]) == 6
+
+
+def test_stages_fix_the_best_values_of_earlier_stages(tmp_path):
+    space = {"base": {"epochs": 2, "y": 0.5},
+             "space": {"x": {"uniform": [0.0, 1.0]}, "y": {"uniform": [0.0, 1.0]}},
+             "stages": [["x"], ["y"]]}
+    res = tunelab.tune(space, trials=12, stages=True, storage=_storage(tmp_path), study="st",
+                       objective=objectives.two_dims, seed=0)
+    first, second = res.studies
+    assert first.study_name == "st.stage1" and second.study_name == "st.stage2"
+    assert len(first.trials) == 6 and len(second.trials) == 6
+    best_x = first.best_trial.params["x"]
+    assert all(t.user_attrs["config"]["x"] == pytest.approx(best_x) for t in second.trials)
+    assert all(t.user_attrs["config"]["y"] == 0.5 for t in first.trials)  # later stages at base
+    assert set(res.best_params) == {"x", "y"} and second.user_attrs["stage"]["fixed"] == {"x": best_x}

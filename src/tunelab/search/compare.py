@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from tunelab.analysis.designs import Arm, arm_config
 from tunelab.errors import ConfigError
 from tunelab.execute.base import TrialSpec
-from tunelab.search.study import Progress, StudyDriver
+from tunelab.search.study import Progress, StudyDriver, recover_stale
 
 __all__ = ["run_compare", "compare_study_name", "load_design", "CompareDriver"]
 
@@ -112,9 +112,4 @@ def run_compare(base: dict, arms: list[Arm], seeds: list[int], *, name: str, sto
 
 def recover_stale_compare(study: optuna.Study) -> None:
     """RUNNING trials of a dead driver: mark failed + requeued (their pair is simply rerun)."""
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.RUNNING:
-            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted: the driver stopped")
-            study._storage.set_trial_user_attr(t._trial_id, "requeued", True)
-            study.tell(t.number, state=TrialState.FAIL)
-
+    recover_stale(study, "interrupted: the driver stopped", requeue_params=False)

@@ -76,14 +76,16 @@ def finished_count(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if t.state in FINISHED and not _requeued(t))
 
 
-def recover_stale(study: optuna.Study, reason: str = "interrupted: the driver stopped while it ran") -> list[int]:
+def recover_stale(study: optuna.Study, reason: str = "interrupted: the driver stopped while it ran",
+                  requeue_params: bool = True) -> list[int]:
     """Mark RUNNING trials failed (they belong to a driver that is gone) and requeue their params."""
     stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
     for t in stale:
         study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
         study._storage.set_trial_user_attr(t._trial_id, "requeued", True)
         study.tell(t.number, state=TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        if requeue_params:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
     return [t.number for t in stale]
 
 
@@ -197,8 +199,15 @@ class StudyDriver:
             executor.run(self.specs(), self.on_event)
         except KeyboardInterrupt:
             self.abandon("interrupted by Ctrl-C")
+            # a trial asked but not yet handed out (Ctrl-C between ask and dispatch) is
+            # RUNNING in storage without being live; this driver is the only writer, so sweep
+            self.sweep_running("interrupted by Ctrl-C")
             raise
         return self.progress
+
+    def sweep_running(self, reason: str) -> None:
+        """Mark any trial of this study still RUNNING in storage failed (and requeued)."""
+        recover_stale(self.study, reason, requeue_params=self.requeue_params)
 
     def abandon(self, reason: str) -> None:
         """Mark every trial still in flight failed (requeued for the next run)."""
@@ -207,7 +216,7 @@ class StudyDriver:
             trial.set_user_attr("requeued", True)
             if number in self.history:
                 trial.set_user_attr("history", json.loads(json.dumps(self.history[number], default=float)))
-            self.study.tell(trial, state=TrialState.FAIL)
+            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             if self.requeue_params:
                 self.study.enqueue_trial(trial.params, user_attrs={"retry_of": number}, skip_if_exists=False)
         self.live.clear()
