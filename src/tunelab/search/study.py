@@ -212,6 +212,8 @@ class StudyDriver:
     def abandon(self, reason: str) -> None:
         """Mark every trial still in flight failed (requeued for the next run)."""
         for number, trial in list(self.live.items()):
+            if self.study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+                continue  # told just before the interrupt
             trial.set_user_attr("fail_reason", reason)
             trial.set_user_attr("requeued", True)
             if number in self.history:
