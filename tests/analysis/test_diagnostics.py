@@ -229,3 +229,14 @@ def test_histogram_figure_has_a_row_per_hidden_layer(digits, probe):
     assert titles[3].startswith("layer 2 fc1 (sigmoid), trained: ")
     empty = plot_activation_histograms(stats, [])
     assert "no trained stats" in [t.get_text() for t in empty.axes[1].texts]
+
+
+def test_vanishing_signal_of_a_deep_tanh_net_with_tiny_init_is_flagged():
+    from tunelab.analysis.diagnostics import diagnose
+    from tunelab.config import from_dict
+
+    base = {"model": {"hidden": [128] * 6, "activation": "tanh", "init": "normal", "init_std": 0.01}}
+    bad = diagnose(from_dict(base), epochs=1)
+    assert any("signal vanishes" in w for w in bad["warnings"])
+    good = diagnose(from_dict({"model": dict(base["model"], init="xavier_normal")}), epochs=1)
+    assert not any("signal vanishes" in w for w in good["warnings"])

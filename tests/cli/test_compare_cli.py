@@ -76,3 +76,12 @@ def test_bad_compare_input_is_one_line(capsys, workdir, argv, message):
     assert main(["compare", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_changing_the_seeds_of_a_named_compare_is_refused(capsys, workdir):
+    args = ["compare", "--vary", "model.dropout=0,0.3", "--set", "training.epochs=1", "--set", "model.hidden=[8]",
+            "--name", "s", "--no-diagnostics", "--out", str(workdir / "c")]
+    assert main([*args, "--seeds", "2"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--seeds", "3"]) == 2
+    assert "already holds a compare with another design" in capsys.readouterr().err

@@ -168,3 +168,15 @@ def test_stages_fix_the_best_values_of_earlier_stages(tmp_path):
     assert all(t.user_attrs["config"]["x"] == pytest.approx(best_x) for t in second.trials)
     assert all(t.user_attrs["config"]["y"] == 0.5 for t in first.trials)  # later stages at base
     assert set(res.best_params) == {"x", "y"} and second.user_attrs["stage"]["fixed"] == {"x": best_x}
+
+
+def test_continuing_with_another_sampler_is_refused(tmp_path):
+    kw = dict(trials=2, storage=_storage(tmp_path), study="s", objective=objectives.quadratic)
+    tunelab.tune(SPACE, sampler="random", **kw)
+    with pytest.raises(ConfigError, match=r"--sampler='tpe' differs from the 'random' that study 's' was run with"):
+        tunelab.tune(SPACE, sampler="tpe", **{**kw, "trials": 3})
+
+
+def test_a_bad_storage_url_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"--storage 'foo://bar' cannot be opened"):
+        tunelab.tune(SPACE, trials=1, storage="foo://bar", objective=objectives.quadratic)

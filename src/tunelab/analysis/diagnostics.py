@@ -282,6 +282,27 @@ def _grad_message(hidden: list[dict], phase: str) -> Optional[str]:
     return None
 
 
+SIGNAL_RATIO_WARN = 1e-2  # last / first hidden activation std below this: the signal dies out
+
+
+def _signal_message(hidden: list[dict], phase: str) -> Optional[str]:
+    """Vanishing activations: the spread of the last hidden layer's outputs against the first's.
+
+    The gradient ratio alone misses a net whose every layer is tiny (std 0.01 init): all its
+    gradients are small together, but the forward signal shrinks layer by layer.
+    """
+    if len(hidden) < 2:
+        return None
+    first, last = hidden[0].get("std"), hidden[-1].get("std")
+    if not first or last is None or not (math.isfinite(first) and math.isfinite(last)):
+        return None
+    ratio = last / first
+    if ratio < SIGNAL_RATIO_WARN:
+        return (f"activation spread falls {1 / ratio:.3g}x from layer 1 to layer {hidden[-1]['layer']} "
+                f"{phase}: the signal vanishes with depth; try xavier/he init or batch norm")
+    return None
+
+
 def _hidden(stats: Optional[Sequence[dict]]) -> list[dict]:
     return [s for s in (stats or []) if s.get("kind", "hidden") == "hidden"]
 
@@ -290,7 +311,8 @@ def warnings_for(stats_init: Sequence[dict], stats_trained: Optional[Sequence[di
     """Advice in words from the layer stats at init and (optionally) after training.
 
     Rules: saturated >= 50% or dead >= 50% at init or after training; first/last hidden
-    gradient norm ratio below 1e-3 (vanishing) or above 1e3 (exploding), per phase; units
+    gradient norm ratio below 1e-3 (vanishing) or above 1e3 (exploding), per phase; last/first
+    hidden activation std below 1e-2 (the signal vanishes with depth), per phase; units
     with identical pre-activations (symmetry not broken). Layers are numbered from 1.
 
     Example:
@@ -318,9 +340,9 @@ def warnings_for(stats_init: Sequence[dict], stats_trained: Optional[Sequence[di
             if message:
                 out.append(message)
     for hidden, phase in ((init, "at init"), (trained, "after training")):
-        message = _grad_message(hidden, phase)
-        if message:
-            out.append(message)
+        for message in (_grad_message(hidden, phase), _signal_message(hidden, phase)):
+            if message:
+                out.append(message)
     return out
 
 

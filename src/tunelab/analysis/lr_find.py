@@ -162,7 +162,10 @@ def lr_range_test(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], lo
         model.train(mode)
     lrs_run, smoothed = lrs[:len(losses)].tolist(), smooth_losses(losses, smooth)
     min_loss_lr = lrs_run[int(np.argmin(smoothed))] if smoothed else None
-    suggestion = steepest_lr(lrs_run, smoothed, skip_start=warmup_points(smooth, steps))
+    # only the descent before the smallest loss counts: past it the model has broken, and a
+    # flat, collapsed tail can look "steep" again (a short sweep never hits `diverge`)
+    upto = int(np.argmin(smoothed)) + 1 if smoothed else 0
+    suggestion = steepest_lr(lrs_run[:upto], smoothed[:upto], skip_start=warmup_points(smooth, steps))
     return dict(lrs=lrs_run, losses=losses, smoothed=smoothed, suggestion=suggestion,
                 min_loss_lr=min_loss_lr, stopped=stopped, steps_run=len(losses))
 

@@ -84,9 +84,9 @@ def lr_find_command(
 
     cfg = as_config(config, list(set_))  # config errors are raised here, before any work
     console = Console()
+    result = lr_find(cfg, steps=steps, lr_min=lr_min, lr_max=lr_max)  # bad options raise first
     console.print(f"[bold]{cfg.data.name}[/] · {cfg.model.name} · {cfg.optimizer.name} · batch "
                   f"{cfg.training.batch_size} · lr {lr_min:g} to {lr_max:g} in {steps} steps", highlight=False)
-    result = lr_find(cfg, steps=steps, lr_min=lr_min, lr_max=lr_max)
     console.print(f"sweep: {result['steps_run']} steps; stopped: {result['stopped']}", highlight=False)
     command = train_command_line(config, list(set_), result["suggestion"]) if result["suggestion"] else None
     _print_suggestion(console, result, command)

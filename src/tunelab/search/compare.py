@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from tunelab.analysis.designs import Arm, arm_config
 from tunelab.errors import ConfigError
 from tunelab.execute.base import TrialSpec
+from tunelab.search.storage import storage_errors
 from tunelab.search.study import Progress, StudyDriver, recover_stale
 
 __all__ = ["run_compare", "compare_study_name", "load_design", "CompareDriver"]
@@ -81,7 +82,8 @@ def _save_design(study: optuna.Study, base: dict, arms: list[Arm], seeds: list[i
     stored = study.user_attrs.get("design")
     if stored is None:
         study.set_user_attr("design", json.loads(json.dumps(design)))
-    elif [a["overrides"] for a in stored["arms"]] != [a.overrides for a in arms] or stored["base"] != base:
+    elif ([a["overrides"] for a in stored["arms"]] != [a.overrides for a in arms] or stored["base"] != base
+          or stored["seeds"] != seeds):
         raise ConfigError(f"--name {study.study_name.split(':', 1)[1]!r} already holds a compare with "
                           f"another design; choose a new --name")
 
@@ -100,8 +102,9 @@ def run_compare(base: dict, arms: list[Arm], seeds: list[int], *, name: str, sto
     from tunelab.execute import make_executor
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=compare_study_name(name), storage=storage,
-                                direction="maximize", load_if_exists=True)
+    with storage_errors(storage):
+        study = optuna.create_study(study_name=compare_study_name(name), storage=storage,
+                                    direction="maximize", load_if_exists=True)
     _save_design(study, base, arms, seeds, meta or {})
     recover_stale_compare(study)
     driver = CompareDriver(study, base, arms, seeds, on_progress)

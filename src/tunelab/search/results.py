@@ -23,7 +23,10 @@ def load_study(name: str, storage: str) -> optuna.Study:
     """Open an existing study or raise ConfigError listing the studies in ``storage``."""
     from tunelab.errors import ConfigError
 
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    from tunelab.search.storage import storage_errors
+
+    with storage_errors(storage):
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if name not in names:
         raise ConfigError(f"study {name!r} is not in {storage}; choose one of {sorted(names)}")
     return optuna.load_study(study_name=name, storage=storage)
@@ -52,8 +55,12 @@ def leaderboard(study: optuna.Study, top: int = 10) -> list[dict[str, Any]]:
 
 
 def study_summaries(storage: str) -> list[dict[str, Any]]:
+    from tunelab.search.storage import storage_errors
+
     rows = []
-    for s in optuna.get_all_study_summaries(storage):
+    with storage_errors(storage):
+        summaries = optuna.get_all_study_summaries(storage)
+    for s in summaries:
         best = s.best_trial.value if s.best_trial is not None else None
         rows.append(dict(name=s.study_name, trials=s.n_trials, best=best,
                          direction=s.direction.name.lower(),

@@ -23,6 +23,7 @@ from tunelab.errors import ConfigError
 from tunelab.search.pruners import make_pruner
 from tunelab.search.samplers import grid_size, make_sampler
 from tunelab.search.space import SearchSpace
+from tunelab.search.storage import storage_errors
 from tunelab.search.study import Progress, StudyDriver, recover_stale
 
 __all__ = ["tune", "TuneResult", "load_space", "DEFAULT_STORAGE"]
@@ -64,8 +65,9 @@ def _max_epochs(space: SearchSpace) -> int:
 
 def _open_study(name: str, storage: str, space: SearchSpace, sampler, pruner) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-                                direction=space.direction, load_if_exists=True)
+    with storage_errors(storage):
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                                    direction=space.direction, load_if_exists=True)
     fingerprint = json.dumps({"params": sorted(space.params), "metric": space.objective_metric,
                               "direction": space.direction})
     stored = study.user_attrs.get("space_fingerprint")
@@ -76,6 +78,16 @@ def _open_study(name: str, storage: str, space: SearchSpace, sampler, pruner) ->
         raise ConfigError(f"--study {name!r} already exists with another search space; "
                           f"choose a new --study name or the same space file")
     return study
+
+
+def _check_same(study: optuna.Study, name: str, **settings: str) -> None:
+    """A study continues with the sampler and pruner it started with (its records say so)."""
+    for key, value in settings.items():
+        stored = study.user_attrs.get(key)
+        if stored is not None and stored != value:
+            raise ConfigError(f"--{key}={value!r} differs from the {stored!r} that study {name!r} was run with; "
+                              f"use --{key} {stored} to continue it, or a new --study name")
+        study.set_user_attr(key, value)
 
 
 def _best(study: optuna.Study, space: SearchSpace, keys: list[str]):
@@ -121,8 +133,11 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
         smp = make_sampler(sampler, stage_space, seed, **opts)
         st_name = f"{name}.stage{i + 1}" if stages else name
         st = _open_study(st_name, storage, stage_space, smp, make_pruner(pruner, _max_epochs(sp)))
-        st.set_user_attr("sampler", sampler)
-        st.set_user_attr("pruner", pruner)
+        _check_same(st, st_name, sampler=sampler, pruner=pruner)
+        if sampler == "coarse-to-fine":  # keep the first run's round size, or rounds would shift
+            st.sampler = make_sampler(sampler, stage_space, seed, **{**opts, "round_size": int(
+                st.user_attrs.get("c2f_round_size", opts["round_size"]))})
+            st.set_user_attr("c2f_round_size", st.user_attrs.get("c2f_round_size", opts["round_size"]))
         if stages:
             st.set_user_attr("stage", {"index": i + 1, "keys": keys, "fixed": fixed})
         recover_stale(st)
