@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
@@ -13,17 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from tunelab.cli.common import jsonable
+from tunelab.trainer.runfolder import fresh_dir
 from tunelab.analysis.ensemble import check_method
 from tunelab.errors import ConfigError
-
-
-def _default_out(label: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-    base = Path("runs") / f"ensemble-{safe}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    path, i = base, 1
-    while path.exists():
-        path, i = Path(f"{base}-{i}"), i + 1
-    return path
 
 
 def _members(study: Optional[str], storage: Optional[str], runs: Optional[Path],
@@ -94,7 +85,7 @@ def ensemble_command(
     device = next(models[0].parameters()).device
     report = ensemble_report(models, load_data(as_config(members[0]["config"]).data, device=device), method)
     console.print(_table(members, report, "value" if runs is None else "stored val acc"))
-    folder = out if out is not None else _default_out(label)
+    folder = out if out is not None else fresh_dir("runs", f"ensemble-{label}-{{stamp}}")
     folder.mkdir(parents=True, exist_ok=True)
     source = {"study": study, "storage": storage} if runs is None else {"runs": str(runs)}
     rows = [dict(m, val_accuracy=report["single_val_accuracies"][i], test_accuracy=report["single_accuracies"][i])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunelab.cli.common import jsonable
+from tunelab.trainer.runfolder import fresh_dir
 from tunelab.analysis.diagnostics import diagnose
 from tunelab.api import as_config
 
@@ -37,14 +37,6 @@ def _table(phase: str, stats: list[dict], epochs: int) -> Table:
     return table
 
 
-
-
-def _default_out() -> Path:
-    base = Path("runs") / f"inspect-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    path, i = base, 1
-    while path.exists():
-        path, i = Path(f"{base}-{i}"), i + 1
-    return path
 
 
 def _write(out: Path, report: dict) -> None:
@@ -95,7 +87,7 @@ def inspect_command(
             console.print(f"  - {line}", highlight=False, soft_wrap=True)
     else:
         console.print("no problems found: no saturation, dead units, vanishing or exploding gradients")
-    folder = out if out is not None else _default_out()
+    folder = out if out is not None else fresh_dir("runs", "inspect-{stamp}")
     _write(folder, report)
     console.print(f"wrote {folder / 'activations.png'} and {folder / 'diagnostics.json'}", highlight=False,
                   soft_wrap=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -12,16 +11,9 @@ import typer
 from rich.console import Console
 
 from tunelab.cli.common import jsonable
+from tunelab.trainer.runfolder import fresh_dir
 from tunelab.api import as_config
 from tunelab.config import to_dict
-
-
-def _default_out() -> Path:
-    base = Path("runs") / f"lr-find-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    path, i = base, 1
-    while path.exists():
-        path, i = Path(f"{base}-{i}"), i + 1
-    return path
 
 
 def train_command_line(config: Optional[Path], sets: list[str], lr: float) -> str:
@@ -90,7 +82,7 @@ def lr_find_command(
     console.print(f"sweep: {result['steps_run']} steps; stopped: {result['stopped']}", highlight=False)
     command = train_command_line(config, list(set_), result["suggestion"]) if result["suggestion"] else None
     _print_suggestion(console, result, command)
-    folder = out if out is not None else _default_out()
+    folder = out if out is not None else fresh_dir("runs", "lr-find-{stamp}")
     title = f"{cfg.data.name} / {cfg.model.name} / {cfg.optimizer.name}: learning-rate range test"
     _write(folder, result, dict(result, title=title, config_file=str(config) if config else None,
                                 overrides=list(set_), train_command=command, config=to_dict(cfg)))

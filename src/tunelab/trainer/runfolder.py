@@ -19,19 +19,31 @@ import torch
 from tunelab.config import RunConfig, dump_config
 from tunelab.trainer.fit import RunResult
 
-__all__ = ["write_run", "default_run_dir", "HISTORY_COLUMNS"]
+__all__ = ["write_run", "default_run_dir", "fresh_dir", "HISTORY_COLUMNS"]
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 
 
-def default_run_dir(root: str | Path, data: str, model: str) -> Path:
-    """``runs/20261123-201501-digits-mlp`` (a suffix is added if it already exists)."""
+def fresh_dir(root: str | Path, name: str) -> Path:
+    """``root/name``, ``{stamp}`` in ``name`` replaced by the time and any character unsafe in a
+    file name by ``_``; ``-1``, ``-2``... appended while the folder exists.
+
+    Example:
+        >>> fresh_dir("runs", "inspect-{stamp}").name.startswith("inspect-20")
+        True
+    """
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{stamp}-{data}-{model}"
+    pieces = ("".join(c if c.isalnum() or c in "-_." else "_" for c in p) for p in name.split("{stamp}"))
+    base = Path(root) / stamp.join(pieces)
     path, i = base, 1
     while path.exists():
         path, i = Path(f"{base}-{i}"), i + 1
     return path
+
+
+def default_run_dir(root: str | Path, data: str, model: str) -> Path:
+    """``runs/20261123-201501-digits-mlp`` (a suffix is added if it already exists)."""
+    return fresh_dir(root, f"{{stamp}}-{data}-{model}")
 
 
 def _versions() -> dict[str, str]:
