@@ -72,6 +72,17 @@ def test_unknown_study(capsys, space_file):
     assert code == 2 and "study 'nope' is not in" in err
 
 
+@pytest.mark.parametrize("argv", [("studies", "show", "nope"), ("studies", "export", "nope", "--csv", "x.csv"),
+                                  ("ensemble", "--study", "nope", "--top", "2"), ("report", "--study", "nope")])
+def test_reading_a_missing_database_says_so_and_creates_nothing(capsys, space_file, tmp_path, argv):
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "study 'nope' is not in sqlite:///tunelab.db; the file tunelab.db does not exist" in err
+    assert not (tmp_path / "tunelab.db").exists()
+    assert _run(capsys, "studies", "list")[1].strip() == "no studies in sqlite:///tunelab.db"
+    assert not (tmp_path / "tunelab.db").exists()
+
+
 def test_report_of_a_study_embeds_its_figures(capsys, space_file, tmp_path):
     assert main(["tune", str(space_file), "--trials", "4", "--seed", "0", "--out", str(tmp_path)]) == 0
     assert main(["report", "--study", "space", "--out", str(tmp_path / "r.html")]) == 0

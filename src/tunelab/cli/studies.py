@@ -56,8 +56,12 @@ def list_command(storage: Optional[str] = typer.Option(None, "--storage", help=S
     from tunelab.search.results import study_summaries
     from tunelab.search.tune import DEFAULT_STORAGE
 
+    rows = study_summaries(storage or DEFAULT_STORAGE)
+    if not rows:
+        console.print(f"no studies in {storage or DEFAULT_STORAGE}", highlight=False)
+        return
     table = Table("study", "trials", "best", "direction", "started")
-    for r in study_summaries(storage or DEFAULT_STORAGE):
+    for r in rows:
         table.add_row(r["name"], str(r["trials"]), "" if r["best"] is None else f"{r['best']:.4f}",
                       r["direction"], r["started"])
     console.print(table)

@@ -48,13 +48,15 @@ def train_command(
     o = cfg.optimizer
     console.print(f"[bold]{cfg.data.name}[/] · {cfg.model.name} {cfg.model.hidden if cfg.model.name == 'mlp' else cfg.model.channels} "
                   f"· {o.name} lr={o.lr:g} · schedule {cfg.schedule.name} · {cfg.training.epochs} epochs")
-    console.print(HEADER, style="dim", highlight=False)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=True, disable=quiet) as progress:
         epochs = progress.add_task("epochs", total=cfg.training.epochs)
         batches = progress.add_task("batches", total=None)
+        header = [HEADER]  # printed once training starts, so a data error is not preceded by it
 
         def on_batch(epoch: int, step: int, steps: int) -> None:
+            if header:
+                progress.console.print(header.pop(), style="dim", highlight=False)
             progress.update(batches, completed=step, total=steps)
 
         def on_epoch(event) -> None:

@@ -16,19 +16,21 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from tunelab.errors import ConfigError
+from tunelab.search.storage import missing_sqlite_file, storage_errors
+
 __all__ = ["leaderboard", "study_summaries", "trial_rows", "write_csv", "counts", "load_study"]
 
 
 def load_study(name: str, storage: str) -> optuna.Study:
     """Open an existing study or raise ConfigError listing the studies in ``storage``."""
-    from tunelab.errors import ConfigError
-
-    from tunelab.search.storage import storage_errors
-
-    with storage_errors(storage):
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    names = [s["name"] for s in study_summaries(storage)]
     if name not in names:
-        raise ConfigError(f"study {name!r} is not in {storage}; choose one of {sorted(names)}")
+        missing = missing_sqlite_file(storage)
+        there = f"choose one of {sorted(names)}" if names else "it holds no studies yet"
+        if missing:
+            there = f"the file {missing} does not exist (run `tunelab tune` or `tunelab compare` first)"
+        raise ConfigError(f"study {name!r} is not in {storage}; {there}")
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -55,8 +57,9 @@ def leaderboard(study: optuna.Study, top: int = 10) -> list[dict[str, Any]]:
 
 
 def study_summaries(storage: str) -> list[dict[str, Any]]:
-    from tunelab.search.storage import storage_errors
-
+    """One row per study; none (and no file created) for a SQLite file that does not exist."""
+    if missing_sqlite_file(storage):
+        return []
     rows = []
     with storage_errors(storage):
         summaries = optuna.get_all_study_summaries(storage)
