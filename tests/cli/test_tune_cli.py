@@ -90,3 +90,12 @@ def test_report_of_a_study_embeds_its_figures(capsys, space_file, tmp_path):
     assert html.count("data:image/png;base64") >= 4 and "Best config" in html
     capsys.readouterr()
     assert main(["report"]) == 2 and "exactly one of --compare" in capsys.readouterr().err
+
+
+def test_coarse_to_fine_rounds_are_shown_as_ranges(capsys, space_file):
+    assert main(["tune", str(space_file), "--trials", "9", "--sampler", "coarse-to-fine", "--seed", "0"]) == 0
+    capsys.readouterr()
+    code, out, _ = _run(capsys, "studies", "show", "space")
+    assert code == 0 and "coarse-to-fine ranges per round" in out
+    assert "0.001..0.1 log" in out and "0.8..0.99 1-b" in out  # round 0: the space as written
+    assert '{"' not in out  # no raw JSON in the table

@@ -22,6 +22,21 @@ def _short(value) -> str:
     return text if len(text) <= 24 else text[:21] + "..."
 
 
+def _range(spec) -> str:
+    """A stored distribution in a few characters: 1e-05..0.1 log, 0.9..0.99 1-b, [64] | [128]."""
+    kinds = [k for k in spec if k != "points"] if isinstance(spec, dict) else []
+    if len(kinds) != 1:
+        return _short(spec)
+    kind, args = kinds[0], spec[kinds[0]]
+    if kind == "choice":
+        text = " | ".join(_short(v) for v in args)
+        return text if len(text) <= 40 else text[:37] + "..."
+    if isinstance(args, (list, tuple)) and len(args) >= 2:
+        suffix = {"log_uniform": " log", "log_int": " log", "one_minus_log": " 1-b"}.get(kind, "")
+        return f"{_short(args[0])}..{_short(args[1])}{suffix}"
+    return _short(spec)
+
+
 def _label(key: str) -> str:
     """'optimizer.lr' -> 'lr', 'optimizer.betas.0' -> 'betas.0' (columns stay narrow)."""
     return key.split(".", 1)[-1]
@@ -46,7 +61,7 @@ def rounds_table(rounds: list[dict]) -> Table:
     for k in keys:
         table.add_column(_label(k), overflow="fold")
     for i, r in enumerate(rounds):
-        table.add_row(str(i), *[_short(r.get(k, "")) for k in keys])
+        table.add_row(str(i), *[_range(r.get(k, "")) for k in keys])
     return table
 
 
