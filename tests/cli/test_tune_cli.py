@@ -99,3 +99,11 @@ def test_coarse_to_fine_rounds_are_shown_as_ranges(capsys, space_file):
     assert code == 0 and "coarse-to-fine ranges per round" in out
     assert "0.001..0.1 log" in out and "0.8..0.99 1-b" in out  # round 0: the space as written
     assert '{"' not in out  # no raw JSON in the table
+
+
+def test_the_status_line_ends_before_the_tables_when_output_is_not_a_terminal(capsys, space_file):
+    code, out, _ = _run(capsys, "tune", space_file, "--trials", "2", "--seed", "0")
+    assert code == 0
+    assert "trials 2/2" in out
+    titles = [line.strip() for line in out.splitlines() if "best trials" in line]
+    assert titles and all(t.startswith("space: best trials") for t in titles)  # on a line of its own

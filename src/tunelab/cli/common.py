@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
-__all__ = ["jsonable"]
+__all__ = ["jsonable", "status_line"]
 
 
 def jsonable(value: Any) -> Any:
@@ -22,3 +23,20 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     return value
+
+
+@contextmanager
+def status_line(console) -> Iterator[Callable[[Any], None]]:
+    """A status line that rewrites itself while work runs and stays on screen at the end.
+
+    Yields the update function. rich's Live leaves the last line without a newline when the
+    output is not a terminal (a log file, a pipe); this ends it, so what follows starts a line.
+    """
+    from rich.live import Live
+
+    try:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            yield live.update
+    finally:
+        if not console.is_terminal:
+            console.print()

@@ -12,9 +12,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
+from tunelab.cli.common import status_line
 from tunelab.errors import ConfigError
 
 
@@ -126,9 +126,9 @@ def compare_command(
     console = Console()
     console.print(f"compare {name}: {len(arms)} arms x {seeds} seeds = {len(arms) * seeds} runs", highlight=False)
     started = time.perf_counter()
-    with Live(console=console, refresh_per_second=4) as live:
+    with status_line(console) as update:
         def on_progress(p) -> None:
-            live.update(f"runs {p.finished}/{p.target}  failed {p.failed}  running {p.running}  "
+            update(f"runs {p.finished}/{p.target}  failed {p.failed}  running {p.running}  "
                         f"elapsed {time.perf_counter() - started:.0f}s")
 
         study = run_compare(cfg, arms, list(range(seeds)), name=name, storage=storage or DEFAULT_STORAGE,

@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 import yaml
 from rich.console import Console
-from rich.live import Live
 
+from tunelab.cli.common import status_line
 from tunelab.cli.studies import leaderboard_table, rounds_table
 
 
@@ -52,11 +52,11 @@ def tune_command(
     console = Console()
     started = time.perf_counter()
     state = {"at_start": None}
-    with Live(console=console, refresh_per_second=4, transient=False) as live:
+    with status_line(console) as update:
         def on_progress(p) -> None:
             if state["at_start"] is None:
                 state["at_start"] = p.finished - 1
-            live.update(_status(p, started, state["at_start"]))
+            update(_status(p, started, state["at_start"]))
 
         try:
             res = tune(space, sampler=sampler, trials=trials, pruner=pruner, workers=workers,
