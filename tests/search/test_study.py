@@ -116,8 +116,11 @@ def test_sigkill_of_the_driver_then_rerun_loses_nothing(tmp_path, workers):
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, storage, "8", str(workers)], cwd=ROOT,
                             start_new_session=True)
     deadline = time.time() + 60
-    while _states(storage).count(TrialState.COMPLETE) < 3 and time.time() < deadline:
-        time.sleep(0.1)
+    while time.time() < deadline:  # kill while a trial runs (not in the instant between two trials)
+        states = _states(storage)
+        if states.count(TrialState.COMPLETE) >= 3 and TrialState.RUNNING in states:
+            break
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-trial
     proc.wait()
     before = optuna.load_study(study_name="killed", storage=storage).get_trials()

@@ -2,7 +2,8 @@
 
 A compare is an Optuna study named ``compare:NAME``: one trial per (arm, seed), with the arm,
 the seed, the resolved config, the per-epoch history and the final metrics (test included:
-compare reports on test) as user attributes. The study records the design, so a compare can
+compare reports on test) as user attributes; the arm's name and the seed are also the trial's
+parameters, so optuna-dashboard shows and filters runs by arm. The study records the design, so a compare can
 be interrupted and resumed (finished runs are kept, interrupted ones rerun) and its report
 rebuilt from storage alone.
 
@@ -17,6 +18,8 @@ from dataclasses import asdict
 from typing import Any, Callable, Iterator, Optional
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.samplers import BaseSampler
 from optuna.trial import TrialState
 
 from tunelab.analysis.designs import Arm, arm_config
@@ -32,6 +35,22 @@ def compare_study_name(name: str) -> str:
     return f"compare:{name}"
 
 
+class _FixedSampler(BaseSampler):
+    """Gives each parameter the value set in ``values`` before ``ask``: a compare chooses nothing."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study, trial, param_name: str, param_distribution) -> Any:
+        return self.values[param_name]
+
+
 class CompareDriver(StudyDriver):
     """A StudyDriver whose trials are the fixed (arm, seed) runs still missing from storage."""
 
@@ -41,6 +60,11 @@ class CompareDriver(StudyDriver):
                  on_progress: Optional[Callable[[Progress], None]] = None) -> None:
         self.arms, self.seeds = arms, seeds
         super().__init__(study, None, [], base, len(arms) * len(seeds), None, on_progress)
+        names = [a.name for a in arms]
+        self.arm_labels = names if len(set(names)) == len(names) else [f"{i}: {n}" for i, n in enumerate(names)]
+        self.param_dists = {"arm": CategoricalDistribution(self.arm_labels),
+                            "seed": IntDistribution(min(seeds), max(seeds))}
+        self.fixed = study.sampler = _FixedSampler()
 
     def _done_pairs(self) -> set[tuple[int, int]]:
         return {(t.user_attrs["arm"], t.user_attrs["seed"]) for t in self.study.get_trials(deepcopy=False)
@@ -54,7 +78,8 @@ class CompareDriver(StudyDriver):
                 if (i, seed) in done:
                     continue
                 config = arm_config(self.base, arm, seed)
-                trial = self.study.ask()
+                self.fixed.values = {"arm": self.arm_labels[i], "seed": seed}
+                trial = self.study.ask(self.param_dists)
                 for key, value in (("arm", i), ("arm_name", arm.name), ("seed", seed), ("config", config)):
                     trial.set_user_attr(key, value)
                 self.live[trial.number], self.t0[trial.number] = trial, _now()
