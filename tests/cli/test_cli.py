@@ -62,6 +62,25 @@ def test_user_errors_are_one_line_with_exit_2(capsys, tmp_path, argv, message):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["tune", "space.yaml", "--trials", "abc"], "error: Invalid value for '--trials'"),
+    (["train", "--foo"], "error: No such option: --foo"),
+    (["train", "--set"], "error: Option '--set' requires an argument"),
+    (["tune"], "error: Missing argument 'space'"),
+    (["studies", "show"], "error: Missing argument 'name'"),
+    (["nosuchcmd"], "error: No such command 'nosuchcmd'"),
+])
+def test_command_line_usage_errors_are_one_line_with_exit_2(capsys, argv, message):
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_no_arguments_prints_the_help(capsys):
+    code, out, err = _run(capsys)
+    assert "train" in out + err and "tune" in out + err and "Traceback" not in out + err
+
+
 def test_debug_shows_the_traceback(capsys, tmp_path):
     code, _, err = _run(capsys, "--debug", "train", "--set", "optimizer.name=adamm")
     assert code == 2 and "Traceback" in err and "optimizer.name='adamm'" in err

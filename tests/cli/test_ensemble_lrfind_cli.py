@@ -5,7 +5,6 @@ import json
 import shlex
 import sys
 
-import click
 import optuna
 import pytest
 import typer
@@ -42,7 +41,7 @@ def _main(argv) -> int:
     except TunelabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
     return code if isinstance(code, int) else 0
 

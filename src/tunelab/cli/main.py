@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import traceback
 
-import click
 import typer
 
 from tunelab.errors import TunelabError
@@ -37,6 +36,12 @@ def _register() -> None:
     app.add_typer(studies.app, name="studies")
 
 
+# Usage errors (bad option values, unknown options, missing arguments) are click's exceptions;
+# recent typer releases carry their own copy of click, so take the class from typer itself.
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+ClickExit = tuple({typer.Exit, *(c for c in typer.Exit.__mro__ if c.__name__ == "Exit")})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print one line and exit 2, --debug adds the traceback."""
     _register()
@@ -47,12 +52,17 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except click.exceptions.Exit as e:
+    except ClickExit as e:
         return e.exit_code
-    except click.ClickException as e:
-        e.show()
+    except ClickException as e:
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError":
+            e.show()  # the help text itself
+        else:
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            print(f"error: {e.format_message()}{hint}", file=sys.stderr)
         return e.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
