@@ -183,3 +183,16 @@ def test_continuing_with_another_sampler_is_refused(tmp_path):
 def test_a_bad_storage_url_is_a_config_error():
     with pytest.raises(ConfigError, match=r"--storage 'foo://bar' cannot be opened"):
         tunelab.tune(SPACE, trials=1, storage="foo://bar", objective=objectives.quadratic)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_grid_through_the_driver_runs_every_point_once_and_finishes(tmp_path, workers):
+    space = {"base": {"epochs": 1, "y": 0}, "space": {"x": {"uniform": [0.0, 1.0], "points": 5},
+                                                       "y": {"choice": [0, 1]}}}
+    res = tunelab.tune(space, sampler="grid", storage=_storage(tmp_path), study="g", workers=workers,
+                       objective=objectives.quadratic, seed=0)  # no --trials: the grid's size
+    trials = res.study.get_trials()
+    points = sorted((round(t.params["x"], 6), t.user_attrs["config"]["y"]) for t in trials)
+    assert points == sorted((x, y) for x in (0.0, 0.25, 0.5, 0.75, 1.0) for y in (0, 1))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert res.best_config["x"] == pytest.approx(0.25)  # nearest grid point to the peak at 0.3

@@ -53,9 +53,17 @@ def _gp(space: SearchSpace, seed: int | None, n_startup_trials: int = 10
     return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
 
 
+class _Grid(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``study.stop()`` when the grid is used up: that call
+    only works inside ``study.optimize``, and our driver stops by itself at the grid's size."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
 @SAMPLERS.register("grid")
 def _grid(space: SearchSpace, seed: int | None) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.GridSampler(grid_space(space), seed=seed)
+    return _Grid(grid_space(space), seed=seed)
 
 
 @SAMPLERS.register("coarse-to-fine")
