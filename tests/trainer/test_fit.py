@@ -87,9 +87,12 @@ def test_early_stopping_restores_best_weights(bundle):
                "training.early_stopping.enabled=true", "training.early_stopping.patience=3")
     result = fit(cfg, bundle, make_model())
     assert result.status == "early_stopped"
-    best = result.history[result.best_epoch - 1]
-    assert result.best_epoch == min(result.history, key=lambda h: h["val_loss"])["epoch"]
-    assert result.epochs_run == result.best_epoch + 3
+    best = result.history[result.restored_epoch - 1]
+    assert result.restored_epoch == min(result.history, key=lambda h: h["val_loss"])["epoch"]
+    assert result.epochs_run == result.restored_epoch + 3
+    # best_epoch / best_val_accuracy are one pair: the epoch of the highest validation accuracy
+    assert result.history[result.best_epoch - 1]["val_accuracy"] == result.best_val_accuracy
+    assert result.best_val_accuracy == max(h["val_accuracy"] for h in result.history)
     val_loss, val_acc = evaluate(result.model, bundle.x_val, bundle.y_val, 1000)
     assert val_loss == pytest.approx(best["val_loss"], rel=1e-5)
     assert result.val_accuracy == best["val_accuracy"] == val_acc
@@ -107,3 +110,18 @@ def test_plateau_schedule_lowers_lr_in_history(bundle):
 def test_custom_schedule_function(bundle):
     result = fit(_cfg(), bundle, make_model(), schedule_fn=lambda e: 0.5 ** e)
     assert [h["lr"] for h in result.history] == pytest.approx([0.05, 0.025, 0.0125, 0.00625])
+
+
+def test_best_epoch_is_the_epoch_of_the_best_validation_accuracy(bundle):
+    result = fit(_cfg("training.epochs=8"), bundle, make_model())
+    accs = [h["val_accuracy"] for h in result.history]
+    assert result.best_epoch == accs.index(max(accs)) + 1 and result.best_val_accuracy == max(accs)
+    assert result.restored_epoch is None  # no early stopping: the last epoch's weights
+    assert result.val_accuracy == accs[-1]
+
+
+def test_a_run_that_diverges_at_once_has_no_best_epoch(bundle):
+    result = fit(_cfg("training.epochs=3", "optimizer.name=sgd", "optimizer.lr=1e12"), bundle, make_model())
+    assert result.status == "diverged"
+    assert result.best_epoch is None and math.isnan(result.best_val_accuracy)
+    assert result.summary()["best_epoch"] is None and result.summary()["best_val_accuracy"] is None

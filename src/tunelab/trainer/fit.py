@@ -62,10 +62,11 @@ class RunResult:
     val_loss: float
     val_accuracy: float
     best_val_accuracy: float
-    best_epoch: int
+    best_epoch: Optional[int]  # the epoch of best_val_accuracy (None: no finite epoch)
     epochs_run: int
     seconds: float
     message: str = ""
+    restored_epoch: Optional[int] = None  # early stopping restored this epoch's weights
     model: Any = field(default=None, repr=False)
     config: Any = field(default=None, repr=False)
     run_dir: Any = None
@@ -73,7 +74,7 @@ class RunResult:
     def summary(self) -> dict[str, Any]:
         """JSON-ready fields (NaN becomes None)."""
         keys = ["status", "test_accuracy", "test_loss", "val_accuracy", "val_loss",
-                "best_val_accuracy", "best_epoch", "epochs_run", "seconds", "message"]
+                "best_val_accuracy", "best_epoch", "restored_epoch", "epochs_run", "seconds", "message"]
         out = {k: getattr(self, k) for k in keys}
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
@@ -211,10 +212,12 @@ def _finish(cfg, data, model, history, stop_state, best_weights, status, message
     else:
         test_loss, test_acc = evaluate(model, data.x_test, data.y_test, cfg.training.eval_batch_size)
     pick = history[stop_state.best_epoch] if restored else (history[-1] if history else {})
-    finite_val = [h["val_accuracy"] for h in history if math.isfinite(h["val_accuracy"])]
+    # an epoch whose validation loss is NaN has broken weights: its accuracy is not a "best"
+    finite = [h for h in history if math.isfinite(h["val_accuracy"]) and math.isfinite(h["val_loss"])]
+    best = max(finite, key=lambda h: h["val_accuracy"], default=None)  # first of ties
     return RunResult(
         status=status, history=history, test_loss=test_loss, test_accuracy=test_acc,
         val_loss=pick.get("val_loss", math.nan), val_accuracy=pick.get("val_accuracy", math.nan),
-        best_val_accuracy=max(finite_val, default=math.nan),
-        best_epoch=stop_state.best_epoch + 1, epochs_run=len(history), seconds=seconds,
-        message=message, model=model)
+        best_val_accuracy=best["val_accuracy"] if best else math.nan,
+        best_epoch=int(best["epoch"]) if best else None, epochs_run=len(history), seconds=seconds,
+        message=message, model=model, restored_epoch=stop_state.best_epoch + 1 if restored else None)
