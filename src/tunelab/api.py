@@ -44,9 +44,11 @@ def train(config: ConfigLike = None, overrides: Sequence[str] = (), *, out: str 
     """
     from tunelab.data import load_data
     from tunelab.nn import build_model
-    from tunelab.trainer.runfolder import default_run_dir, write_run
+    from tunelab.trainer.runfolder import check_writable, default_run_dir, write_run
 
     cfg = as_config(config, overrides)
+    if save and out is not None:
+        check_writable(out, "out")  # before the work, not after it
     if cfg.training.threads:
         torch.set_num_threads(cfg.training.threads)
     device = resolve_device(cfg.training.device)

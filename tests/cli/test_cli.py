@@ -81,6 +81,14 @@ def test_no_arguments_prints_the_help(capsys):
     assert "train" in out + err and "tune" in out + err and "Traceback" not in out + err
 
 
+def test_an_unusable_out_fails_before_training(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "sub"):
+        code, out_text, err = _run(capsys, "train", "--out", str(out))
+        assert code == 2 and "error: --out=" in err and len(err.strip().splitlines()) == 1
+        assert "epoch" not in out_text  # no training happened
+
+
 def test_debug_shows_the_traceback(capsys, tmp_path):
     code, _, err = _run(capsys, "--debug", "train", "--set", "optimizer.name=adamm")
     assert code == 2 and "Traceback" in err and "optimizer.name='adamm'" in err

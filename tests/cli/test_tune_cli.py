@@ -107,3 +107,32 @@ def test_the_status_line_ends_before_the_tables_when_output_is_not_a_terminal(ca
     assert "trials 2/2" in out
     titles = [line.strip() for line in out.splitlines() if "best trials" in line]
     assert titles and all(t.startswith("space: best trials") for t in titles)  # on a line of its own
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--round-size", "8"], "error: --round-size=8 only applies to --sampler coarse-to-fine; got --sampler random"),
+    (["--sampler", "coarse-to-fine", "--round-size", "0"], "error: --round-size=0 is out of range; allowed: 4 or more"),
+    (["--out", "space.yaml"], "error: --out='space.yaml' is a file; give a folder"),
+])
+def test_bad_tune_options_fail_before_any_trial(capsys, space_file, tmp_path, argv, message):
+    code, _, err = _run(capsys, "tune", space_file, "--trials", "2", *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "tunelab.db").exists()  # failed before the study was opened
+
+
+def test_a_coarse_to_fine_study_keeps_its_round_size(capsys, space_file):
+    args = ["tune", space_file, "--sampler", "coarse-to-fine", "--seed", "0"]
+    assert _run(capsys, *args, "--trials", "4", "--round-size", "4")[0] == 0
+    code, _, err = _run(capsys, *args, "--trials", "6", "--round-size", "8")
+    assert code == 2 and "--round-size=8 differs from the 4 that study 'space' was run with" in err
+    assert _run(capsys, *args, "--trials", "6")[0] == 0  # left out: the stored size continues it
+
+
+def test_export_to_standard_output_and_bad_paths(capsys, space_file, tmp_path):
+    assert main(["tune", str(space_file), "--trials", "2", "--seed", "0"]) == 0
+    capsys.readouterr()
+    code, out, _ = _run(capsys, "studies", "export", "space", "--csv", "-")
+    rows = list(csv.DictReader(out.splitlines()))
+    assert code == 0 and len(rows) == 2 and not (tmp_path / "-").exists()
+    code, _, err = _run(capsys, "studies", "export", "space", "--csv", tmp_path)
+    assert code == 2 and "is a folder; give a file name" in err

@@ -34,9 +34,15 @@ def status_line(console) -> Iterator[Callable[[Any], None]]:
     """
     from rich.live import Live
 
+    shown = []
+
+    def update(renderable: Any) -> None:
+        shown.append(True)
+        live.update(renderable)
+
     try:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
-            yield live.update
+            yield update
     finally:
-        if not console.is_terminal:
+        if shown and not console.is_terminal:  # nothing shown (an early error): no blank line
             console.print()

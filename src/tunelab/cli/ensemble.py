@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunelab.cli.common import jsonable
-from tunelab.trainer.runfolder import fresh_dir
+from tunelab.trainer.runfolder import check_writable, fresh_dir
 from tunelab.analysis.ensemble import check_method
 from tunelab.errors import ConfigError
 
@@ -77,6 +77,8 @@ def ensemble_command(
     from tunelab.data import load_data
 
     check_method(method)
+    if out is not None:
+        check_writable(out, "--out")  # before the work, not after it
     members, label = _members(study, storage, runs, top)
     console = Console()
     console.print(f"retraining {len(members)} member{'s' if len(members) != 1 else ''} "

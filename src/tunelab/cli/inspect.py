@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunelab.cli.common import jsonable
-from tunelab.trainer.runfolder import fresh_dir
+from tunelab.trainer.runfolder import check_writable, fresh_dir
 from tunelab.analysis.diagnostics import diagnose
 from tunelab.api import as_config
 
@@ -72,6 +72,8 @@ def inspect_command(
     Writes activations.png and diagnostics.json to the output folder.
     """
     cfg = as_config(config, list(set_))  # config errors are raised here, before any work
+    if out is not None:
+        check_writable(out, "--out")  # before the work, not after it
     console = Console()
     m = cfg.model
     shape = m.hidden if m.name == "mlp" else m.channels

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from tunelab.cli.common import jsonable
-from tunelab.trainer.runfolder import fresh_dir
+from tunelab.trainer.runfolder import check_writable, fresh_dir
 from tunelab.api import as_config
 from tunelab.config import to_dict
 
@@ -75,6 +75,8 @@ def lr_find_command(
     from tunelab.analysis.lr_find import lr_find
 
     cfg = as_config(config, list(set_))  # config errors are raised here, before any work
+    if out is not None:
+        check_writable(out, "--out")  # before the work, not after it
     console = Console()
     result = lr_find(cfg, steps=steps, lr_min=lr_min, lr_max=lr_max)  # bad options raise first
     console.print(f"[bold]{cfg.data.name}[/] · {cfg.model.name} · {cfg.optimizer.name} · batch "

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from tunelab.errors import ConfigError
+from tunelab.trainer.runfolder import check_writable
 
 
 def report_command(
@@ -26,6 +27,8 @@ def report_command(
     if (compare is None) == (study is None):
         raise ConfigError("give exactly one of --compare NAME or --study NAME")
     storage = storage or DEFAULT_STORAGE
+    if out is not None:
+        check_writable(out, "--out", kind="folder" if compare is not None else "file")
     console = Console()
     if compare is not None:
         from tunelab.cli.compare import finish_compare
@@ -39,5 +42,6 @@ def report_command(
         return
     st = load_study(study, storage)
     html = build_report(f"tune study {study}", study_sections(st))
-    path = write_report(out or Path("runs") / f"report-{study}.html", html)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study)  # compare:NAME has a colon
+    path = write_report(out or Path("runs") / f"report-{safe}.html", html)
     console.print(f"report: {path}", highlight=False)

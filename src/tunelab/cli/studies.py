@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from tunelab.trainer.runfolder import check_writable
 
 app = typer.Typer(help="List, show and export tuning studies.", no_args_is_help=True)
 console = Console()
@@ -109,11 +112,17 @@ def show_command(name: str = typer.Argument(..., help="Study name."),
 
 @app.command("export")
 def export_command(name: str = typer.Argument(..., help="Study name."),
-                   csv: Path = typer.Option(..., "--csv", help="CSV file to write (one row per trial)."),
+                   csv: Path = typer.Option(..., "--csv", help="CSV file to write (one row per trial); - for standard output."),
                    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP)) -> None:
     """Write every trial (state, value, duration, params, failure reason) to a CSV file."""
     from tunelab.search.results import load_study, trial_rows, write_csv
     from tunelab.search.tune import DEFAULT_STORAGE
 
+    if str(csv) != "-":
+        check_writable(csv, "--csv", kind="file")
     rows = trial_rows(load_study(name, storage or DEFAULT_STORAGE))
+    if str(csv) == "-":  # standard output, for piping
+        write_csv(rows, sys.stdout)
+        return
+    csv.parent.mkdir(parents=True, exist_ok=True)
     console.print(f"wrote {len(rows)} trials to {write_csv(rows, csv)}", highlight=False)

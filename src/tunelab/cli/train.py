@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tunelab.api import as_config, train
+from tunelab.trainer.runfolder import check_writable
 
 EXIT = {"completed": 0, "early_stopped": 0, "stopped": 0, "diverged": 1, "interrupted": 130}
 
@@ -44,6 +45,8 @@ def train_command(
     """Train one model and write config.yaml, history.csv, result.json, curves.png, model.pt."""
     overrides = list(set_) + ([f"training.device={device}"] if device else [])
     cfg = as_config(config, overrides)  # every config error is raised here, before any work
+    if out is not None:
+        check_writable(out, "--out")
     console = Console(stderr=False, quiet=quiet)
     o = cfg.optimizer
     console.print(f"[bold]{cfg.data.name}[/] · {cfg.model.name} {cfg.model.hidden if cfg.model.name == 'mlp' else cfg.model.channels} "

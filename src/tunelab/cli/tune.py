@@ -12,6 +12,7 @@ from rich.console import Console
 
 from tunelab.cli.common import status_line
 from tunelab.cli.studies import leaderboard_table, rounds_table
+from tunelab.trainer.runfolder import check_writable
 
 
 def _fmt_seconds(s: Optional[float]) -> str:
@@ -49,6 +50,7 @@ def tune_command(
     from tunelab.search.coarse_to_fine import stored_rounds
     from tunelab.search.tune import tune
 
+    check_writable(out, "--out")  # best.yaml goes there: fail now, not after the search
     console = Console()
     started = time.perf_counter()
     state = {"at_start": None}

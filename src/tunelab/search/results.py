@@ -85,12 +85,20 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     return rows
 
 
-def write_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
+def write_csv(rows: list[dict[str, Any]], path: Any) -> Any:
+    """Write ``rows`` (the union of their keys as columns) to a path or an open text stream."""
     fields: list[str] = []
     for r in rows:
         fields += [k for k in r if k not in fields]
-    with open(path, "w", newline="") as f:
+
+    def _write(f) -> None:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+
+    if hasattr(path, "write"):
+        _write(path)
+        return path
+    with open(path, "w", newline="") as f:
+        _write(f)
     return Path(path)

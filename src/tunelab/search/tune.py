@@ -117,6 +117,12 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
         raise ConfigError(f"--trials={trials} is out of range; allowed: 1 or more")
     if workers < 1:
         raise ConfigError(f"--workers={workers} is out of range; allowed: 1 or more")
+    if round_size is not None and sampler != "coarse-to-fine":
+        raise ConfigError(f"--round-size={round_size} only applies to --sampler coarse-to-fine; "
+                          f"got --sampler {sampler}")
+    if round_size is not None and round_size < 4:
+        raise ConfigError(f"--round-size={round_size} is out of range; allowed: 4 or more "
+                          f"(the top quarter of a round must hold a trial)")
     sp = load_space(space, custom=objective is not None)
     name = study or (Path(space).stem if isinstance(space, (str, Path)) else "study")
     storage = storage or DEFAULT_STORAGE
@@ -129,15 +135,19 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
         stage_space = dataclasses.replace(sp, params={k: sp.params[k] for k in keys})
         target = min(budget, grid_size(stage_space)) if sampler == "grid" else budget
         # rounds of at least 8 trials: the top quarter then holds >= 2 trials to span a range
-        opts = {"round_size": round_size or max(8, target // 4), "keep": keep} if sampler == "coarse-to-fine" else {}
+        opts = {"round_size": round_size if round_size is not None else max(8, target // 4), "keep": keep} if sampler == "coarse-to-fine" else {}
         smp = make_sampler(sampler, stage_space, seed, **opts)
         st_name = f"{name}.stage{i + 1}" if stages else name
         st = _open_study(st_name, storage, stage_space, smp, make_pruner(pruner, _max_epochs(sp)))
         _check_same(st, st_name, sampler=sampler, pruner=pruner)
         if sampler == "coarse-to-fine":  # keep the first run's round size, or rounds would shift
-            st.sampler = make_sampler(sampler, stage_space, seed, **{**opts, "round_size": int(
-                st.user_attrs.get("c2f_round_size", opts["round_size"]))})
-            st.set_user_attr("c2f_round_size", st.user_attrs.get("c2f_round_size", opts["round_size"]))
+            stored = st.user_attrs.get("c2f_round_size")
+            if stored is not None and round_size is not None and round_size != stored:
+                raise ConfigError(f"--round-size={round_size} differs from the {stored} that study {st_name!r} "
+                                  f"was run with; leave it out to continue the study, or use a new --study name")
+            size = int(stored if stored is not None else opts["round_size"])
+            st.sampler = make_sampler(sampler, stage_space, seed, **{**opts, "round_size": size})
+            st.set_user_attr("c2f_round_size", size)
         if stages:
             st.set_user_attr("stage", {"index": i + 1, "keys": keys, "fixed": fixed})
         recover_stale(st)

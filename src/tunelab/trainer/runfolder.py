@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import platform
 from datetime import datetime
 from pathlib import Path
@@ -17,9 +18,10 @@ from typing import Any
 import torch
 
 from tunelab.config import RunConfig, dump_config
+from tunelab.errors import ConfigError
 from tunelab.trainer.fit import RunResult
 
-__all__ = ["write_run", "default_run_dir", "fresh_dir", "HISTORY_COLUMNS"]
+__all__ = ["write_run", "default_run_dir", "fresh_dir", "check_writable", "HISTORY_COLUMNS"]
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 
@@ -38,6 +40,31 @@ def fresh_dir(root: str | Path, name: str) -> Path:
     path, i = base, 1
     while path.exists():
         path, i = Path(f"{base}-{i}"), i + 1
+    return path
+
+
+def check_writable(path: str | Path, option: str, kind: str = "folder") -> Path:
+    """Fail before any work if ``path`` cannot become the output ``kind`` (folder or file).
+
+    Nothing is created: the nearest existing ancestor must be a writable folder.
+
+    Example:
+        >>> check_writable("runs/new-run", "--out").name
+        'new-run'
+    """
+    path = Path(path)
+    shown = f"{option}={str(path)!r}"
+    if path.exists() and kind == "folder" and not path.is_dir():
+        raise ConfigError(f"{shown} is a file; give a folder")
+    if path.exists() and kind == "file" and path.is_dir():
+        raise ConfigError(f"{shown} is a folder; give a file name")
+    ancestor = path if kind == "folder" else path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"{shown} cannot be created: {str(ancestor)!r} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"{shown} cannot be created: no permission to write in {str(ancestor)!r}")
     return path
 
 
