@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import json
 import math
+import re
 import warnings
 
 import numpy as np
@@ -22,8 +23,10 @@ from tunelab.analysis.stats import (
     paired_comparison,
     power_paired_t,
     seeds_needed,
+    smallest_p,
     summarize,
     verdict,
+    wilcoxon_min_seeds,
 )
 from tunelab.errors import ConfigError
 
@@ -225,6 +228,45 @@ def test_seeds_needed_max_n_is_inclusive():
     assert seeds_needed(0.5, max_n=34) == 34
 
 
+@pytest.mark.parametrize("d", [0.3, 0.5, 0.8, 1.0, 2.0])
+def test_seeds_needed_one_comparison_is_the_plain_t_test(d):
+    assert seeds_needed(d, comparisons=1) == seeds_needed(d) == seeds_needed(d, comparisons=1, test="t")
+
+
+@pytest.mark.parametrize("d", [0.3, 0.5, 1.0, 1.88])
+def test_seeds_needed_uses_the_bonferroni_level_across_comparisons(d):
+    n = seeds_needed(d, comparisons=7)
+    assert n > seeds_needed(d)
+    assert _power(d, n, 0.05 / 7) >= 0.8 > _power(d, n - 1, 0.05 / 7)  # t-test power at alpha/m
+    assert seeds_needed(d, comparisons=7) == seeds_needed(d, alpha=0.05 / 7)
+
+
+def test_wilcoxon_smallest_p_matches_scipy_exact_test():
+    for n in range(2, 9):
+        assert smallest_p(n, "wilcoxon") == pytest.approx(
+            st.wilcoxon(np.arange(1.0, n + 1), np.zeros(n), method="exact").pvalue)
+    assert smallest_p(5, "wilcoxon") == 0.0625 and smallest_p(6, "wilcoxon") == 0.03125
+    assert smallest_p(2, "t") == 0.0
+    with pytest.raises(ConfigError):
+        smallest_p(5, "sign")
+
+
+def test_wilcoxon_floor_on_seeds_needed():
+    # per-comparison alpha 0.05: 5 pairs (p >= 0.0625) can never be enough, 6 (0.03125) can
+    assert wilcoxon_min_seeds(0.05) == 6
+    assert seeds_needed(math.inf, test="wilcoxon") == 6 and seeds_needed(math.inf) == 2
+    assert seeds_needed(3.0) == 4 and seeds_needed(3.0, test="wilcoxon") == 6
+    # alpha 0.05/7 = 0.00714: 2/2^8 = 0.0078 is too big, 2/2^9 = 0.0039 is not
+    assert wilcoxon_min_seeds(0.05 / 7) == 9 and seeds_needed(3.0, comparisons=7, test="wilcoxon") == 9
+    # where the power calculation already asks for more, the floor changes nothing
+    assert seeds_needed(0.5, test="wilcoxon") == seeds_needed(0.5) == 34
+    assert seeds_needed(3.0, test="wilcoxon", max_n=5) is None
+    with pytest.raises(ConfigError):
+        seeds_needed(0.5, comparisons=0)
+    with pytest.raises(ConfigError):
+        seeds_needed(0.5, test="sign")
+
+
 # ---------------------------------------------------------------- verdict
 
 
@@ -247,6 +289,57 @@ def test_verdict_texts():
     assert zero.seeds_needed is None and zero.text.endswith("(observed d_z=0.00; no difference to detect)")
     small = verdict(_paired(-3e-5, (-4e-5, -2e-5), 1e-5, -3.0), 2e-4, unit="s", adjustment="")
     assert small.text == "worse by -0.000030 s (95% CI -0.000040 to -0.000020), p<0.001"
+
+
+def test_verdict_counts_the_comparisons():
+    # the shipped MNIST report's tanh arm: raw p=0.0136, Holm over 7 arms 0.068, d_z=-1.88
+    tanh = _paired(-0.0030, (-0.0050, -0.0010), 0.0136, -1.88)
+    v = verdict(tanh, 0.068, comparisons=7, scale=100, unit="points")
+    assert v.seeds_needed == seeds_needed(-1.88, comparisons=7) == 8
+    assert v.text == ("no detectable difference at 5 seeds (observed d_z=-1.88; about 8 seeds "
+                      "would be needed to detect it with 80% power at alpha=0.05/7)")
+
+
+def test_verdict_never_asks_for_the_seeds_already_run():
+    # ignoring the 7 comparisons the t-test power says 5 seeds suffice for d_z=1.88: the
+    # verdict at 5 seeds must not say so
+    assert seeds_needed(1.88) == 5
+    v = verdict(_paired(-0.0030, (-0.0050, -0.0010), 0.0136, -1.88), 0.068)
+    assert v.seeds_needed == 6
+    assert v.text == ("no detectable difference at 5 seeds (observed d_z=-1.88; at the edge of "
+                      "detection with 5 seeds: at least 6 seeds would be needed to detect it reliably)")
+    for n in (2, 3, 5, 8, 20):
+        for d in (0.3, 0.8, 1.5, 2.5, 5.0, math.inf):
+            for m in (1, 3, 7):
+                for test in ("t", "wilcoxon"):
+                    p = Paired(n, 0.01, 0.01 / d, 0.0, 0.02, 0.2, d, test)
+                    v = verdict(p, 0.2, comparisons=m)
+                    assert v.label == "no detectable difference" and v.seeds_needed > n
+                    counts = [int(k) for k in re.findall(r"(?:about|at least) (\d+) seeds", v.text)]
+                    assert counts and all(k > n for k in counts), v.text
+
+
+def test_verdict_says_wilcoxon_cannot_reach_significance():
+    # 2 seeds, an 84-point drop: the exact signed-rank test's p is at least 2/2^2 = 0.5
+    base, arm = [0.95, 0.95], [0.10, 0.12]
+    w = paired_comparison(arm, base, test="wilcoxon")
+    assert w.p_value == 0.5 and w.ci_high < 0
+    v = verdict(w, w.p_value, scale=100, unit="points")
+    assert v.label == "no detectable difference" and v.seeds_needed == 6
+    assert v.text.startswith("no detectable difference at 2 seeds: Wilcoxon cannot reach p<0.05 with "
+                             "2 seeds (smallest possible p=0.5); use at least 6 seeds or the t-test")
+    rows = compare_arms({"base": base, "arm": arm, "other": [0.9, 0.91]}, "base", test="wilcoxon")
+    assert "Wilcoxon cannot reach p<0.05 after Holm over 2 comparisons with 2 seeds (smallest possible " \
+           "adjusted p=1); use at least 7 seeds or the t-test" in rows[1]["verdict"]["text"]
+    assert rows[1]["verdict"]["seeds_needed"] == 7
+    # 5 pairs: 0.0625 is still not below 0.05; 6 pairs can be, and then nothing is claimed
+    five = verdict(paired_comparison([1.0, 2.1, 3.3, 4.2, 5.6], [0, 0, 0, 0, 0], test="wilcoxon"), 0.0625)
+    assert "cannot reach p<0.05 with 5 seeds (smallest possible p=0.0625); use at least 6" in five.text
+    six = paired_comparison([1.0, 2.1, 3.3, 4.2, 5.6, 6.0], [0] * 6, test="wilcoxon")
+    assert verdict(six, six.p_value).label == "better"
+    assert "cannot reach" not in verdict(six, 0.2).text
+    # the t-test has no such floor
+    assert "cannot reach" not in verdict(paired_comparison(arm, base), 0.2).text
 
 
 def test_verdict_on_constructed_runs():

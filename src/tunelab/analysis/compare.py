@@ -16,7 +16,7 @@ import numpy as np
 
 from tunelab.analysis.stats import holm, paired_comparison, summarize, verdict
 
-__all__ = ["METRICS", "collect_runs", "run_metrics", "analyze", "curve_bands"]
+__all__ = ["METRICS", "BOUNDS", "display_interval", "collect_runs", "run_metrics", "analyze", "curve_bands"]
 
 # metric -> (label, higher is better, display scale, unit)
 METRICS: dict[str, tuple[str, bool, float, str]] = {
@@ -26,6 +26,36 @@ METRICS: dict[str, tuple[str, bool, float, str]] = {
     "final_gap": ("final train - validation accuracy gap", False, 100.0, "points"),
     "seconds": ("training seconds", False, 1.0, "s"),
 }
+
+# metric -> (lowest, highest) value one run can have: accuracies are fractions, the gap a
+# difference of two of them. Only these are clipped for display (see display_interval).
+BOUNDS: dict[str, tuple[float, float]] = {
+    "test_accuracy": (0.0, 1.0),
+    "best_val_accuracy": (0.0, 1.0),
+    "final_gap": (-1.0, 1.0),
+}
+
+
+def display_interval(metric: str, low: float, high: float) -> tuple[float, float]:
+    """The confidence interval of an arm's mean, clipped for display to the metric's range.
+
+    With few seeds the t interval of a bounded metric's mean can run past its bounds (an
+    accuracy interval of -44.50 to 178.48 points with 2 seeds); values outside cannot occur,
+    so the report shows the interval clipped to BOUNDS. Only for the display of an arm's
+    mean: the stored Summary keeps the t interval, and paired differences are never clipped.
+    Unbounded metrics and nan pass through unchanged.
+
+    Example:
+        >>> display_interval("test_accuracy", -0.445, 1.7848)
+        (0.0, 1.0)
+        >>> display_interval("seconds", -3.0, 5.0)
+        (-3.0, 5.0)
+    """
+    if metric not in BOUNDS:
+        return low, high
+    lo, hi = BOUNDS[metric]
+    clip = lambda v: v if math.isnan(v) else min(max(v, lo), hi)  # noqa: E731
+    return clip(float(low)), clip(float(high))
 
 
 def collect_runs(study) -> list[dict[str, Any]]:
@@ -95,11 +125,12 @@ def _compare_metric(arms: list[dict], values: dict[int, dict[int, float]], metri
         rows.append(dict(arm=arm["name"], n=len(a), paired=p))
         pvals.append(p.p_value)
     adjusted = iter(holm(pvals)) if pvals else iter(())
-    for row in rows:
+    for row in rows:  # the seeds needed count the comparisons Holm ran over and the test used
         if row["paired"] is not None:
             row["p_adjusted"] = next(adjusted)
             row["verdict"] = verdict(row["paired"], row["p_adjusted"], alpha=alpha,
-                                     higher_is_better=higher, scale=scale, unit=unit)
+                                     higher_is_better=higher, scale=scale, unit=unit,
+                                     comparisons=len(pvals), test=test)
     return rows
 
 

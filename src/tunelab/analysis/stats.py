@@ -23,8 +23,8 @@ from scipy import stats as st
 from tunelab.errors import ConfigError
 
 __all__ = ["Summary", "Paired", "Verdict", "TESTS", "summarize", "paired_comparison", "holm",
-           "power_paired_t", "seeds_needed", "verdict", "compare_arms", "epochs_to_reach",
-           "final_gap", "best_value"]
+           "power_paired_t", "smallest_p", "wilcoxon_min_seeds", "seeds_needed", "verdict",
+           "compare_arms", "epochs_to_reach", "final_gap", "best_value"]
 
 TESTS = ("t", "wilcoxon")
 _ZERO_SD_RTOL = 1e-9  # sd of differences below this * max|difference| is rounding noise: zero
@@ -183,21 +183,65 @@ def power_paired_t(effect_size: float, n: int, alpha: float = 0.05) -> float:
     return float(st.nct.sf(crit, df, nc) + st.nct.sf(crit, df, -nc))
 
 
+def smallest_p(n: int, test: str = "t") -> float:
+    """The smallest two-sided p-value a test can give with n pairs (exact distribution).
+
+    The t-test has none (0.0); the exact Wilcoxon signed-rank test gives at least 2 / 2**n,
+    reached when all n differences have the same sign.
+
+    Example:
+        >>> smallest_p(5, "wilcoxon"), smallest_p(6, "wilcoxon"), smallest_p(2, "t")
+        (0.0625, 0.03125, 0.0)
+    """
+    if test not in TESTS:
+        raise ConfigError(f"test={test!r} is not known; choose one of {sorted(TESTS)}")
+    return 2.0 / 2.0 ** n if test == "wilcoxon" else 0.0
+
+
+def wilcoxon_min_seeds(alpha: float = 0.05) -> int:
+    """Fewest pairs with which the exact two-sided Wilcoxon test can give p < alpha (2/2**n < alpha).
+
+    Example:
+        >>> wilcoxon_min_seeds(0.05), wilcoxon_min_seeds(0.05 / 7)
+        (6, 9)
+    """
+    alpha, n = _fraction(alpha, "alpha"), 1
+    while smallest_p(n, "wilcoxon") >= alpha:
+        n += 1
+    return n
+
+
 def seeds_needed(effect_size: float, alpha: float = 0.05, power: float = 0.8,
-                 max_n: int = 10000) -> Optional[int]:
+                 max_n: int = 10000, *, comparisons: int = 1, test: str = "t") -> Optional[int]:
     """Smallest n >= 2 at which the paired t-test reaches `power` for true d_z = effect_size.
 
-    None when the effect is 0 or nan, or more than max_n seeds would be needed.
+    ``comparisons`` (m, the arms compared with the baseline) makes the per-comparison level
+    alpha / m: Bonferroni, the conservative bound for the first step of Holm's correction, so
+    with m > 1 the count is an upper-side estimate. With ``test="wilcoxon"`` the answer is
+    also at least ``wilcoxon_min_seeds(alpha / m)``, since no fewer pairs can give the exact
+    test's p below that level; otherwise the t-test's power stands in for the Wilcoxon
+    test's (an approximation: its efficiency relative to the t-test is about 0.95 for normal
+    differences). None when the effect is 0 or nan, or more than max_n seeds would be needed.
 
     Example:
         >>> seeds_needed(0.5), seeds_needed(1.0), seeds_needed(0.0)
         (34, 10, None)
+        >>> seeds_needed(1.0, comparisons=7), seeds_needed(3.0, test="wilcoxon")
+        (17, 6)
     """
     alpha, power = _fraction(alpha, "alpha"), _fraction(power, "power")
+    if not (isinstance(comparisons, int) and comparisons >= 1):
+        raise ConfigError(f"comparisons={comparisons!r} must be a whole number >= 1")
+    if test not in TESTS:
+        raise ConfigError(f"test={test!r} is not known; choose one of {sorted(TESTS)}")
     if math.isnan(effect_size) or effect_size == 0 or max_n < 2:
         return None
+    alpha /= comparisons
+    floor = wilcoxon_min_seeds(alpha) if test == "wilcoxon" else 2
+    if floor > max_n:
+        return None
     if math.isinf(effect_size):
-        return 2
+        return floor
     enough = lambda n: power_paired_t(effect_size, n, alpha) >= power  # noqa: E731; rises with n
     if not enough(max_n):
         return None
@@ -207,7 +251,7 @@ def seeds_needed(effect_size: float, alpha: float = 0.05, power: float = 0.8,
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (low, mid) if enough(mid) else (mid, high)
-    return high
+    return max(high, floor)
 
 
 # ---------------------------------------------------------------- verdicts
@@ -223,32 +267,66 @@ def _p_text(p: float) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.3g}"
 
 
-def _needed_text(n: int, d_z: float, needed: Optional[int], power: float, max_n: int) -> str:
-    head = f"no detectable difference at {n} seeds (observed d_z={d_z:.2f}; "
+def _level_text(alpha: float, comparisons: int) -> str:
+    return f" at alpha={alpha:g}/{comparisons}" if comparisons > 1 else ""
+
+
+def _needed_text(n: int, d_z: float, needed: Optional[int], power: float, max_n: int, *,
+                 alpha: float = 0.05, comparisons: int = 1, test: str = "t") -> tuple[str, Optional[int]]:
+    """The "no detectable difference" text and the seed count it reports (never <= n)."""
+    head = f"no detectable difference at {n} seeds"
+    floor = wilcoxon_min_seeds(alpha / comparisons) if test == "wilcoxon" else 2
+    if floor > n:  # no outcome of these n pairs could have been significant
+        p_min = smallest_p(n, test) * comparisons
+        what = f"after Holm over {comparisons} comparisons " if comparisons > 1 else ""
+        head += (f": Wilcoxon cannot reach p<{alpha:g} {what}with {n} seeds (smallest possible "
+                 f"{'adjusted ' if comparisons > 1 else ''}p={min(p_min, 1.0):.3g}); "
+                 f"use at least {floor} seeds or the t-test")
+    head += f" (observed d_z={d_z:.2f}; "
     if d_z == 0 or math.isnan(d_z):
-        return head + "no difference to detect)"
-    count = f"about {needed}" if needed is not None else f"more than {max_n}"
-    return head + f"{count} seeds would be needed to detect it with {power:.0%} power)"
+        return head + "no difference to detect)", None
+    if needed is None:
+        return head + f"more than {max_n} seeds would be needed to detect it with {power:.0%} power" \
+            f"{_level_text(alpha, comparisons)})", None
+    if needed <= n:  # the observed effect would be detectable, yet this sample was not
+        return head + f"at the edge of detection with {n} seeds: at least {n + 1} seeds would be " \
+            "needed to detect it reliably)", n + 1
+    return head + f"about {needed} seeds would be needed to detect it with {power:.0%} power" \
+        f"{_level_text(alpha, comparisons)})", needed
 
 
 def verdict(paired: Paired, p_adjusted: float, alpha: float = 0.05,
             higher_is_better: Optional[bool] = None, *, scale: float = 1.0, unit: str = "",
-            power: float = 0.8, adjustment: str = "Holm", max_n: int = 10000) -> Verdict:
+            power: float = 0.8, adjustment: str = "Holm", max_n: int = 10000,
+            comparisons: int = 1, test: Optional[str] = None) -> Verdict:
     """Better or worse when p_adjusted < alpha (by the sign of the mean difference), else
-    "no detectable difference" with the seeds a t-test would need for the observed d_z.
+    "no detectable difference" with the seeds needed for the observed d_z.
 
     ``higher_is_better`` None takes the paired comparison's; ``scale`` and ``unit`` only
-    format the text (scale=100, unit="points" shows accuracy in points).
+    format the text (scale=100, unit="points" shows accuracy in points). ``comparisons`` is
+    the number of arms that p_adjusted was corrected over and ``test`` (None: the paired
+    comparison's) the test used; both go to :func:`seeds_needed`. A "no detectable
+    difference" verdict never reports n or fewer seeds as needed: when the calculation says
+    the n seeds run would do (the observed effect sits at the edge of detection), it says so
+    and reports n + 1. When the Wilcoxon test cannot reach significance with n pairs at all
+    (2/2**n >= alpha / comparisons) the text says so.
 
     Example:
         >>> p = paired_comparison([0.93, 0.925, 0.95, 0.91, 0.94], [0.90, 0.91, 0.92, 0.90, 0.91])
         >>> verdict(p, holm([p.p_value, 0.2])[0], scale=100, unit="points").text
         'better by +2.3 points (95% CI +1.1 to +3.5), p=0.0124 (Holm)'
+        >>> w = paired_comparison([0.10, 0.12], [0.95, 0.95], test="wilcoxon")
+        >>> print(verdict(w, w.p_value).text)  # doctest: +NORMALIZE_WHITESPACE
+        no detectable difference at 2 seeds: Wilcoxon cannot reach p<0.05 with 2 seeds
+        (smallest possible p=0.5); use at least 6 seeds or the t-test (observed d_z=-59.40;
+        about 6 seeds would be needed to detect it with 80% power)
     """
     higher = paired.higher_is_better if higher_is_better is None else higher_is_better
-    needed = seeds_needed(paired.effect_size, alpha, power, max_n)
+    test = paired.test if test is None else test
+    needed = seeds_needed(paired.effect_size, alpha, power, max_n, comparisons=comparisons, test=test)
     if not (p_adjusted < _fraction(alpha, "alpha")) or paired.mean_diff == 0:
-        text = _needed_text(paired.n, paired.effect_size, needed, power, max_n)
+        text, needed = _needed_text(paired.n, paired.effect_size, needed, power, max_n, alpha=alpha,
+                                    comparisons=comparisons, test=test)
         return Verdict("no detectable difference", text, needed)
     label = "better" if (paired.mean_diff > 0) == higher else "worse"
     k, u = _decimals(paired, scale), f" {unit}" if unit else ""
@@ -273,7 +351,8 @@ def compare_arms(results: dict[str, Sequence[float]], baseline: str, *, test: st
                                 higher_is_better=higher_is_better) for a in others]
     rows = [dict(arm=baseline, baseline=True, summary=asdict(summarize(results[baseline], confidence)))]
     for arm, p, p_adj in zip(others, paired, holm([p.p_value for p in paired])):
-        v = verdict(p, p_adj, alpha, higher_is_better, scale=scale, unit=unit)
+        v = verdict(p, p_adj, alpha, higher_is_better, scale=scale, unit=unit,
+                    comparisons=len(paired), test=test)
         rows.append(dict(arm=arm, baseline=False, summary=asdict(summarize(results[arm], confidence)),
                          paired=asdict(p), p_adjusted=p_adj, verdict=asdict(v)))
     return rows

@@ -32,8 +32,17 @@ def _f(v: Optional[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{v * scale:.{digits}f}"
 
 
+_CI_NOTE = ("Note: the 95% CIs of the differences are unadjusted (per comparison); the verdicts use "
+            "Holm-adjusted p-values across arms, so a CI can exclude zero while the verdict is "
+            "\"no detectable difference\".")
+_CLIP_NOTE = "The 95% CIs of the arm means are clipped to the metric's range for display."
+
+
 def _verdict_rows(analysis: dict, metric: str) -> list[dict[str, Any]]:
-    from tunelab.analysis.compare import METRICS
+    """Table rows per arm. The 95% CI of an arm's mean is clipped for display to the metric's
+    range (accuracies to 0-100 points; see analysis.compare.display_interval); the CI of the
+    difference against the baseline is per comparison: unadjusted, not clipped."""
+    from tunelab.analysis.compare import METRICS, display_interval
 
     label, higher, scale, unit = METRICS[metric]
     m = analysis["metrics"][metric]
@@ -42,11 +51,12 @@ def _verdict_rows(analysis: dict, metric: str) -> list[dict[str, Any]]:
     for arm, s in zip(analysis["arms"], m["summaries"]):
         c = comps.get(arm["name"], {})
         p, v = c.get("paired"), c.get("verdict")
+        low, high = display_interval(metric, s.ci_low, s.ci_high) if s else (None, None)
         rows.append({
             "arm": arm["name"], "runs": f"{arm['runs'] - arm['failed']}/{arm['runs']}",
             f"mean ({unit})": _f(s.mean if s else None, scale), "sd": _f(s.sd if s else None, scale),
-            "95% CI": f"{_f(s.ci_low, scale)} to {_f(s.ci_high, scale)}" if s else "-",
-            "diff vs baseline (95% CI)": (f"{_f(p.mean_diff, scale, 2)} ({_f(p.ci_low, scale)} to {_f(p.ci_high, scale)})"
+            "95% CI": f"{_f(low, scale)} to {_f(high, scale)}" if s else "-",
+            "diff vs baseline (95% CI, unadjusted)": (f"{_f(p.mean_diff, scale, 2)} ({_f(p.ci_low, scale)} to {_f(p.ci_high, scale)})"
                                           if p else ("baseline" if arm["baseline"] else "-")),
             "p (Holm)": _f(c.get("p_adjusted"), 1, 4) if p else "-",
             "d_z": _f(p.effect_size if p else None),
@@ -57,7 +67,8 @@ def _verdict_rows(analysis: dict, metric: str) -> list[dict[str, Any]]:
 
 
 def _interval_rows(analysis: dict, metric: str) -> list[dict[str, Any]]:
-    from tunelab.analysis.compare import METRICS
+    """Points and intervals per arm; intervals clipped for display as in _verdict_rows."""
+    from tunelab.analysis.compare import METRICS, display_interval
 
     _, _, scale, _ = METRICS[metric]
     m = analysis["metrics"][metric]
@@ -67,7 +78,8 @@ def _interval_rows(analysis: dict, metric: str) -> list[dict[str, Any]]:
         if s is None:
             continue
         v = comps.get(arm["name"], {}).get("verdict")
-        rows.append(dict(arm=arm["name"], mean=s.mean * scale, ci_low=s.ci_low * scale, ci_high=s.ci_high * scale,
+        low, high = display_interval(metric, s.ci_low, s.ci_high)
+        rows.append(dict(arm=arm["name"], mean=s.mean * scale, ci_low=low * scale, ci_high=high * scale,
                          verdict=v.label if v else "", baseline=arm["baseline"]))
     return rows
 
@@ -115,7 +127,7 @@ def plot_arm_histograms(per_arm: dict[str, Sequence[dict]]) -> Any:
 
 def compare_sections(design: dict, analysis: dict, *, metric: str = "test_accuracy",
                      diagnostics: Optional[dict[str, dict]] = None, command: str = "") -> list[Section]:
-    from tunelab.analysis.compare import METRICS
+    from tunelab.analysis.compare import BOUNDS, METRICS
 
     label = METRICS[metric][0]
     arms, seeds = design["arms"], design["seeds"]
@@ -128,13 +140,17 @@ def compare_sections(design: dict, analysis: dict, *, metric: str = "test_accura
                         f"Holm-corrected across arms at alpha={analysis['alpha']}.")]
     sections.append(Section(f"Verdicts on {label}", "table", _verdict_rows(analysis, metric)))
     texts = [f"{c['arm']}: {c['verdict'].text}" for c in analysis["metrics"][metric]["comparisons"] if c.get("verdict")]
+    if texts:
+        texts.append(_CI_NOTE + (" " + _CLIP_NOTE if metric in BOUNDS else ""))
     sections.append(Section("In words", "text", "\n\n".join(texts) or "Not enough runs to compare."))
+    clipped = " (clipped to the metric's range for display)" if metric in BOUNDS else ""
     sections.append(Section(f"{label} per arm", "figure", plot_metric_intervals(_interval_rows(analysis, metric), label),
-                            caption=f"Mean {label} with its 95% confidence interval per arm."))
+                            caption=f"Mean {label} with its 95% confidence interval per arm{clipped}."))
     diffs = _diff_rows(analysis, metric)
     if diffs:
         sections.append(Section("Paired differences", "figure", plot_paired_differences(diffs, f"{label}: arm - baseline"),
-                                caption="Mean paired difference against the baseline with its 95% CI."))
+                                caption="Mean paired difference against the baseline with its 95% CI "
+                                        "(unadjusted: per comparison, not Holm-corrected)."))
     for factor, idx in _curve_groups(design, analysis):
         bands = {analysis["arms"][i]["name"]: analysis["arms"][i]["curves"] for i in idx}
         sections.append(Section(f"Learning curves: {factor}", "figure", plot_learning_curves(bands, title=factor),
