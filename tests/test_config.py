@@ -1,8 +1,9 @@
 """Config parsing: defaults, overrides, round trips, and every kind of bad config."""
 
 import pytest
+import yaml
 
-from tunelab.config import RunConfig, dump_config, from_dict, load_config, to_dict
+from tunelab.config import RunConfig, UniqueKeyLoader, dump_config, from_dict, load_config, to_dict
 from tunelab.errors import ConfigError
 
 
@@ -57,6 +58,14 @@ BAD = [
     ({"model": {"norm": "instance"}}, [], r"model.norm='instance' needs spatial maps"),
     ({"data": {"name": "csv"}}, [], r"data.path is required for data.name='csv'"),
     ({"schedule": {"warmup_epochs": 5}, "training": {"epochs": 5}}, [], r"schedule.warmup_epochs=5 must be less than training.epochs=5"),
+    ({"data": {"path": "t.csv"}}, [],
+     r"^data.path='t.csv' is only used with data.name csv or npz; got data.name='digits'$"),
+    ({"data": {"name": "mnist", "path": "t.npz"}}, [], r"^data.path='t.npz' is only used with .*got data.name='mnist'$"),
+    ({"optimizer": {"lr": 0.01}, "schedule": {"min_lr": 0.1}}, [],
+     r"^schedule.min_lr=0.1 is above optimizer.lr=0.01; allowed: schedule.min_lr <= optimizer.lr$"),
+    ({"schedule": {"min_lr": 0.01}}, [],
+     r"^schedule.min_lr=0.01 is above optimizer.lr=0.001 \(adam's default\); allowed: schedule.min_lr <= optimizer.lr$"),
+    ({}, ["model={name: mlp, name: cnn}"], r"^--set model='\{name: mlp, name: cnn\}' has the key 'name' twice"),
     ({"model": []}, [], r"model=\[\] must be a mapping"),
     ({"optimizer": {"lr": float("nan")}}, [], r"optimizer.lr=nan is not a finite number"),
     ({}, ["optimizer.lr"], r"--set 'optimizer.lr' must look like key.path=value"),
@@ -84,3 +93,53 @@ def test_missing_and_invalid_files(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(tmp_path / "list.yaml")
+
+
+def test_data_path_is_accepted_where_it_is_read(tmp_path):
+    assert from_dict({"data": {"name": "csv", "path": "t.csv"}}).data.path == "t.csv"
+    assert from_dict({"data": {"name": "npz", "path": "t.npz"}}).data.path == "t.npz"
+    # data.target has a non-empty default, so it is not tied to csv
+    assert from_dict({"data": {"target": "y"}}).data.target == "y"
+
+
+def test_data_path_with_a_user_registered_source_is_left_to_it():
+    from tunelab.data.sources import DATASETS
+
+    DATASETS.register("_test_own_file", lambda cfg: None)
+    try:
+        assert from_dict({"data": {"name": "_test_own_file", "path": "x.bin"}}).data.path == "x.bin"
+    finally:
+        DATASETS._items.pop("_test_own_file")
+
+
+def test_min_lr_up_to_lr_is_accepted():
+    cfg = from_dict({"optimizer": {"lr": 0.01}, "schedule": {"name": "cosine", "min_lr": 0.01}})
+    assert cfg.schedule.min_lr == cfg.optimizer.lr == 0.01
+
+
+@pytest.mark.parametrize("text,key,lines", [
+    ("model:\n  hidden: [8]\noptimizer:\n  lr: 0.1\nmodel:\n  dropout: 0.5\n", "model", "1 and 5"),
+    ("optimizer:\n  lr: 0.1\n  name: sgd\n  lr: 0.2\n", "optimizer.lr", "2 and 4"),
+    ("training:\n  early_stopping: {patience: 2, patience: 3}\n", "training.early_stopping.patience", "2 and 2"),
+    ("optimizer: {lr: 0.1, 'lr': 0.2}\n", "optimizer.lr", "1 and 1"),
+])
+def test_duplicate_keys_in_a_file_are_rejected(tmp_path, text, key, lines):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (f"config file {str(path)!r} has the key {key!r} twice (lines {lines}); "
+                               f"allowed: each key once per section")
+
+
+def test_yaml_merge_keys_and_anchors_still_load():
+    merged = yaml.load("a: &a {x: 1, y: 2}\nb:\n  <<: *a\n  y: 3\n", Loader=UniqueKeyLoader)
+    assert merged["b"] == {"x": 1, "y": 3}  # an explicit key may override a merged one
+    assert yaml.load("a: &a {x: 1}\nb: *a\nc: *a\n", Loader=UniqueKeyLoader)["c"] == {"x": 1}
+    assert yaml.load("[{x: 1}, {x: 2}]", Loader=UniqueKeyLoader) == [{"x": 1}, {"x": 2}]
+
+
+def test_a_directory_is_not_a_config_file(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert str(info.value) == f"config file {str(tmp_path)!r} is a directory; give a YAML file"

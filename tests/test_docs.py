@@ -1,6 +1,8 @@
 """The docs stay true: every config key is in docs/config.md, every example config loads."""
 
 import dataclasses
+import importlib
+import re
 import typing
 from pathlib import Path
 
@@ -11,20 +13,73 @@ from tunelab.config import RunConfig, load_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _keys(cls, prefix=""):
+def _fields(cls, prefix=""):
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         key = f"{prefix}.{f.name}" if prefix else f.name
         if dataclasses.is_dataclass(hints[f.name]):
-            yield from _keys(hints[f.name], key)
+            yield from _fields(hints[f.name], key)
         else:
-            yield key
+            yield key, f
+
+
+def _keys(cls):
+    return [key for key, _ in _fields(cls)]
+
+
+def _documented_allowed():
+    """key -> the 'allowed' cell of its row in docs/config.md."""
+    text = (ROOT / "docs" / "config.md").read_text()
+    return {m.group(1): m.group(2).strip()
+            for m in re.finditer(r"^\| `([^`]+)` \|[^|]*\|[^|]*\|([^|]*)\|", text, re.M)}
+
+
+def _code_choices(meta):
+    """The names a field accepts: its registry's or its fixed choices (None: a range field)."""
+    if meta.get("registry"):
+        module, attr = meta["registry"].split(":")
+        return getattr(importlib.import_module(module), attr).names()
+    return None if meta.get("choices") is None else list(meta["choices"])
+
+
+def _code_range(meta):
+    """The range as config.py's error messages print it, e.g. '(0.0, inf]'; '' for none."""
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is None and hi is None:
+        return ""
+    return (f"{'(' if meta['lo_open'] else '['}{lo if lo is not None else '-inf'}, "
+            f"{hi if hi is not None else 'inf'}{')' if meta['hi_open'] else ']'}")
 
 
 def test_every_config_key_is_documented():
     text = (ROOT / "docs" / "config.md").read_text()
     missing = [k for k in _keys(RunConfig) if f"`{k}`" not in text]
     assert not missing
+
+
+@pytest.mark.parametrize("key", ["schedule.name", "optimizer.name", "model.activation", "model.init",
+                                 "model.norm"])
+def test_documented_registry_choices_equal_the_code(key):
+    meta = dict(_fields(RunConfig))[key].metadata
+    assert meta.get("registry"), key
+    documented = [c.strip() for c in _documented_allowed()[key].split(",")]
+    assert sorted(documented) == _code_choices(meta)
+
+
+def test_documented_allowed_values_match_config_py():
+    """Every row's 'allowed' cell: the same choices (any order) or exactly the range."""
+    documented = _documented_allowed()
+    wrong = {}
+    for key, f in _fields(RunConfig):
+        choices = _code_choices(f.metadata)
+        cell = documented.get(key)
+        if choices is not None:
+            listed = [c.strip() for c in (cell or "").split(",")]
+            if sorted(listed) != sorted(choices):
+                wrong[key] = (cell, choices)
+        elif cell != _code_range(f.metadata):
+            wrong[key] = (cell, _code_range(f.metadata))
+    assert not wrong
 
 
 @pytest.mark.parametrize("path", sorted(p for p in (ROOT / "examples").rglob("*.yaml") if p.parent.name != "spaces"),

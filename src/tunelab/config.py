@@ -29,7 +29,7 @@ from tunelab.errors import ConfigError
 __all__ = [
     "DataConfig", "ModelConfig", "OptimizerConfig", "ScheduleConfig", "EarlyStoppingConfig",
     "TrainingConfig", "AugmentConfig", "RunConfig", "from_dict", "load_config", "to_dict",
-    "dump_config", "parse_override", "replace",
+    "dump_config", "parse_override", "replace", "read_yaml", "UniqueKeyLoader",
 ]
 
 
@@ -297,9 +297,29 @@ def _cross_check(cfg: RunConfig) -> None:
         raise ConfigError("model.norm='instance' needs spatial maps; it is allowed only with model.name='cnn'")
     if cfg.data.name in ("csv", "npz") and not cfg.data.path:
         raise ConfigError(f"data.path is required for data.name={cfg.data.name!r}; give the file to read")
+    if cfg.data.path is not None and cfg.data.name not in ("csv", "npz") and _builtin_source(cfg.data.name):
+        raise ConfigError(f"data.path={cfg.data.path!r} is only used with data.name csv or npz; "
+                          f"got data.name={cfg.data.name!r}")
     if cfg.schedule.warmup_epochs >= cfg.training.epochs and cfg.schedule.warmup_epochs > 0:
         raise ConfigError(f"schedule.warmup_epochs={cfg.schedule.warmup_epochs} must be less than "
                           f"training.epochs={cfg.training.epochs}")
+
+
+def _builtin_source(name: str) -> bool:
+    """Whether ``data.name`` is one of tunelab's own sources (a user-registered source may
+    read any DataConfig field, so only the built-in ones are known to ignore ``data.path``)."""
+    from tunelab.data.sources import DATASETS
+
+    return name in DATASETS and getattr(DATASETS.get(name), "__module__", "") == "tunelab.data.sources"
+
+
+def _check_resolved(cfg: RunConfig, lr_given: bool) -> None:
+    """Rules that need the resolved defaults (the optimizer's lr)."""
+    lr, min_lr = cfg.optimizer.lr, cfg.schedule.min_lr
+    if min_lr > lr:
+        default = "" if lr_given else f" ({cfg.optimizer.name}'s default)"
+        raise ConfigError(f"schedule.min_lr={min_lr!r} is above optimizer.lr={lr!r}{default}; "
+                          f"allowed: schedule.min_lr <= optimizer.lr")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -311,7 +331,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {text!r} has an empty key; use key.path=value")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = yaml.load(value, Loader=UniqueKeyLoader) if value.strip() else None
+    except DuplicateKeyError as e:
+        raise ConfigError(f"--set {key}={value!r} has the key {e.key!r} twice; "
+                          f"allowed: each key once per mapping") from None
     except yaml.YAMLError:
         raise ConfigError(f"--set {key}={value!r} is not a valid YAML value") from None
     return key.split("."), parsed
@@ -342,7 +365,9 @@ def from_dict(raw: dict | None, overrides: Sequence[str] = ()) -> RunConfig:
     cfg = _build(RunConfig, raw, "")
     _check_defaults(cfg)
     _cross_check(cfg)
-    return _resolve(cfg)
+    resolved = _resolve(cfg)
+    _check_resolved(resolved, lr_given=cfg.optimizer.lr is not None)
+    return resolved
 
 
 def _resolve(cfg: RunConfig) -> RunConfig:
@@ -361,16 +386,64 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     raw: Any = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"config file {str(p)!r} is a directory; give a YAML file")
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist")
         raw = read_yaml(p, "config file", mapping=False)
     return from_dict(raw, overrides)
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping of a YAML document gives the same key twice."""
+
+    def __init__(self, key: str, line: int, first_line: int) -> None:
+        super().__init__(f"duplicate key {key!r} at line {line} (first at line {first_line})")
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+def _check_unique_keys(node: yaml.Node, path: tuple[str, ...], seen: set[int]) -> None:
+    """Walk a composed YAML node tree; raise DuplicateKeyError for a key given twice in a
+    mapping (merge keys ``<<`` are left to PyYAML: an explicit key may override a merged one)."""
+    if id(node) in seen:  # an alias repeats a node already walked (or a recursive one)
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                _check_unique_keys(value_node, path, seen)
+                continue
+            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if name is not None:
+                ident = (key_node.tag, name)
+                line = key_node.start_mark.line + 1
+                if ident in first:
+                    raise DuplicateKeyError(".".join((*path, name)), line, first[ident])
+                first[ident] = line
+            _check_unique_keys(value_node, (*path, str(name)), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique_keys(item, (*path[:-1], f"{path[-1]}[{i}]") if path else path, seen)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a key given twice in one mapping (PyYAML would keep
+    the last silently); use as ``yaml.load(text, Loader=UniqueKeyLoader)``."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_unique_keys(node, (), set())
+        return super().construct_document(node)
+
+
 def read_yaml(path: Path, what: str, mapping: bool = True) -> Any:
-    """Parse a YAML file; a syntax error is a one-line ConfigError naming the file and line."""
+    """Parse a YAML file (safe_load semantics); a syntax error or a key given twice in one
+    mapping is a one-line ConfigError naming the file and line."""
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = yaml.load(Path(path).read_text(), Loader=UniqueKeyLoader) or {}
+    except DuplicateKeyError as e:
+        raise ConfigError(f"{what} {str(path)!r} has the key {e.key!r} twice (lines {e.first_line} "
+                          f"and {e.line}); allowed: each key once per section") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -71,8 +71,16 @@ def test_arms_share_initial_weights_where_shapes_allow():
     (["--vary", "model.actv=relu,tanh"], "model.actv is not a config key"),
     (["--vary", "model.dropout=0,0.5", "--seeds", "1"], "--seeds=1 is out of range"),
     (["--vary", "model.dropout=0,0.5", "--metric", "f1"], "--metric='f1' is not known"),
+    (["--vary", "model.dropout=0,0.5", "--target", "5"], "error: --target=5.0 is out of range; allowed: (0, 1]"),
+    (["--vary", "model.dropout=0,0.5", "--target", "0"], "error: --target=0.0 is out of range; allowed: (0, 1]"),
+    (["--vary", "model.dropout=0,0.5", "--target", "-0.5"], "--target=-0.5 is out of range"),
+    (["WORKDIR", "--vary", "model.dropout=0,0.5"], "is a directory; give a YAML file"),
+    (["--vary", "model.dropout=0,0.5", "--set", "data.path=t.csv"],
+     "error: data.path='t.csv' is only used with data.name csv or npz; got data.name='digits'"),
+    (["--vary", "schedule.min_lr=0,0.5"], "error: schedule.min_lr=0.5 is above optimizer.lr=0.001; allowed: schedule.min_lr <= optimizer.lr"),
 ])
 def test_bad_compare_input_is_one_line(capsys, workdir, argv, message):
+    argv = [str(workdir) if a == "WORKDIR" else a for a in argv]
     assert main(["compare", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

@@ -119,3 +119,27 @@ def test_check_augment() -> None:
         with pytest.raises(ConfigError, match=rf"augment.{key}=.* needs image data.*'mnist1d'"):
             check_augment(AugmentConfig(**{key: value}), _bundle("mnist1d", False, False))
     check_augment(AugmentConfig(noise=0.1), _bundle("mnist1d", False, False))
+
+
+def test_translate_and_cutout_must_be_smaller_than_the_image() -> None:
+    digits = _bundle("digits", True, False)  # 8x8 images
+    for key in ("translate", "cutout"):
+        check_augment(AugmentConfig(**{key: 7}), digits)
+        for value in (8, 100):
+            with pytest.raises(ConfigError) as e:
+                check_augment(AugmentConfig(**{key: value}), digits)
+            assert str(e.value) == (f"augment.{key}={value} is out of range for data.name='digits' "
+                                    f"(8x8 images); allowed: [0, 7]")
+    x = torch.zeros(4, 1, 28, 20)  # the shorter side sets the limit
+    y = torch.zeros(4, dtype=torch.int64)
+    wide = DataBundle("npz", x, y, x, y, x, y, num_classes=10, is_image=True)
+    check_augment(AugmentConfig(translate=19, cutout=19), wide)
+    with pytest.raises(ConfigError, match=r"augment.cutout=20 .*\(28x20 images\); allowed: \[0, 19\]"):
+        check_augment(AugmentConfig(cutout=20), wide)
+
+
+def test_oversized_augment_is_refused_before_training() -> None:
+    import tunelab
+
+    with pytest.raises(ConfigError, match=r"augment.translate=50 is out of range.*allowed: \[0, 7\]"):
+        tunelab.train({"augment": {"translate": 50}, "training": {"epochs": 1}}, save=False)

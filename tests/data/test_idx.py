@@ -98,3 +98,14 @@ def test_missing_header_dims_and_extra_bytes(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="is missing"):
         read_idx(tmp_path / "nope.gz")
+
+
+def test_corrupt_file_hint_names_a_custom_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNELAB_DATA", str(tmp_path / "default"))
+    for root, flag in [(tmp_path / "custom", f" --dir {tmp_path / 'custom'}"), (tmp_path / "default", "")]:
+        path = root / "mnist" / "train-labels-idx1-ubyte.gz"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"this is not gzip at all")
+        with pytest.raises(DataError) as e:
+            read_idx(path)
+        assert str(e.value).endswith(f"; re-download with `tunelab datasets download mnist{flag}`")

@@ -50,6 +50,17 @@ def test_missing_mnist_dir(tmp_path: Path) -> None:
     assert "\n" not in msg and "TUNELAB_DATA" in msg
 
 
+def test_corrupt_mnist_in_a_custom_dir_names_the_dir(tmp_path: Path) -> None:
+    folder = tmp_path / "custom" / "mnist"
+    folder.mkdir(parents=True)
+    for fname, _ in sources.FILES["mnist"]:
+        (folder / fname).write_bytes(b"\x1f\x8b broken")
+    with pytest.raises(DataError) as e:
+        _load("mnist", dir=str(tmp_path / "custom"))
+    msg = str(e.value)
+    assert f"`tunelab datasets download mnist --dir {tmp_path / 'custom'}`" in msg and "\n" not in msg
+
+
 def test_mnist1d_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     import urllib.request
 

@@ -113,6 +113,8 @@ def compare_command(
         raise ConfigError(f"--metric={metric!r} is not known; choose one of {sorted(METRICS)}")
     if test not in ("t", "wilcoxon"):
         raise ConfigError(f"--test={test!r} is not allowed; choose one of ['t', 'wilcoxon']")
+    if target is not None and not 0 < target <= 1:
+        raise ConfigError(f"--target={target!r} is out of range; allowed: (0, 1]")
     if seeds < 2:
         raise ConfigError(f"--seeds={seeds} is out of range; a paired comparison needs at least 2")
     cfg = to_dict(as_config(base, set_))

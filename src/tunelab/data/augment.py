@@ -116,6 +116,16 @@ def check_augment(aug: AugmentConfig, bundle: DataBundle) -> None:
         raise ConfigError(f"augment.{key}={getattr(aug, key)!r} needs image data, but "
                           f"data.name={bundle.name!r} gives vectors of shape "
                           f"{bundle.input_shape}; only augment.noise applies to vectors")
+    if bundle.is_image and len(bundle.input_shape) == 3:
+        # translate (shift) and cutout (square side) are pixels: a whole side or more
+        # shifts the image out of view or blanks it
+        h, w = bundle.input_shape[1:]
+        side = min(h, w)
+        for key in ("translate", "cutout"):
+            value = getattr(aug, key)
+            if value >= side:
+                raise ConfigError(f"augment.{key}={value!r} is out of range for data.name="
+                                  f"{bundle.name!r} ({h}x{w} images); allowed: [0, {side - 1}]")
     if aug.hflip and not bundle.flippable:
         raise ConfigError(f"augment.hflip=True is not allowed for data.name={bundle.name!r}: "
                           f"flipping changes the class; allowed only for {flippable_names()}")

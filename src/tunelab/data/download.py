@@ -23,7 +23,8 @@ from typing import Callable, Optional, Sequence
 
 from tunelab.errors import ConfigError, DataError
 
-__all__ = ["FILES", "MIRRORS", "ENV_VAR", "data_dir", "sha256_of", "download", "verify"]
+__all__ = ["FILES", "MIRRORS", "ENV_VAR", "data_dir", "download_command", "sha256_of", "download",
+           "verify"]
 
 ENV_VAR = "TUNELAB_DATA"
 _IDX_NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -59,6 +60,20 @@ def data_dir(cfg_dir: str | os.PathLike | None = None) -> Path:
     """
     chosen = cfg_dir or os.environ.get(ENV_VAR) or Path.home() / ".cache" / "tunelab"
     return Path(chosen).expanduser()
+
+
+def download_command(name: str, root: str | os.PathLike) -> str:
+    """The ``tunelab datasets download`` command that fills ``root``; ``--dir`` only when
+    ``root`` is not the default data directory.
+
+    Example:
+        >>> download_command("mnist", "/tmp/d")
+        'tunelab datasets download mnist --dir /tmp/d'
+    """
+    root = Path(root).expanduser()
+    if root.resolve() == data_dir(None).resolve():
+        return f"tunelab datasets download {name}"
+    return f"tunelab datasets download {name} --dir {root}"
 
 
 def sha256_of(path: Path) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tunelab.data.download import download_command
 from tunelab.errors import DataError
 
 __all__ = ["read_idx", "IDX_TYPES"]
@@ -35,7 +36,7 @@ def _fix_hint(path: Path) -> str:
     """How to get a good copy of ``path``: the download command where we know the dataset."""
     name = path.parent.name
     if name in _KNOWN_DIRS:
-        return f"re-download with `tunelab datasets download {name}`"
+        return f"re-download with `{download_command(name, path.parent.parent)}`"
     return "replace it with a complete copy"
 
 

@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 from tunelab.config import DataConfig
-from tunelab.data.download import ENV_VAR, FILES, data_dir
+from tunelab.data.download import ENV_VAR, FILES, data_dir, download_command
 from tunelab.data.idx import read_idx
 from tunelab.data.tabular import load_csv_arrays, load_npz_arrays
 from tunelab.errors import ConfigError, DataError
@@ -83,7 +83,7 @@ def _load_idx_set(name: str, cfg: DataConfig, flippable: bool) -> RawData:
     for x, y, part in ((x_tr, y_tr, "train"), (x_te, y_te, "t10k")):
         if len(x) != len(y) or x.ndim != 3:
             raise DataError(f"{name}: {part} images {x.shape} do not match labels {y.shape} "
-                            f"in {folder}; re-download with `tunelab datasets download {name}`")
+                            f"in {folder}; re-download with `{download_command(name, folder.parent)}`")
     # pixels stay uint8 (N, 1, 28, 28) here: load_data converts them while scaling, after
     # the split, which saves two float32 copies of 188 MB
     return RawData(x_tr[:, None], y_tr.astype(np.int64), x_te[:, None], y_te.astype(np.int64),
