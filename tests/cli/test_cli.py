@@ -89,6 +89,13 @@ def test_an_unusable_out_fails_before_training(capsys, tmp_path):
         assert "epoch" not in out_text  # no training happened
 
 
+def test_training_into_an_earlier_run_folder_says_so(capsys, tmp_path):
+    args = ("train", "--set", "training.epochs=1", "--out", str(tmp_path / "r"))
+    assert _run(capsys, *args)[0] == 0
+    code, out, _ = _run(capsys, *args)
+    assert code == 0 and "holds an earlier run; its files will be replaced" in out
+
+
 def test_debug_shows_the_traceback(capsys, tmp_path):
     code, _, err = _run(capsys, "--debug", "train", "--set", "optimizer.name=adamm")
     assert code == 2 and "Traceback" in err and "optimizer.name='adamm'" in err

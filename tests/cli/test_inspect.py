@@ -57,12 +57,23 @@ def test_inspect_without_problems_says_so_and_defaults_the_folder(tmp_path, monk
     (["--set", "model.activation=sigmoidd"], "model.activation='sigmoidd' is not known"),
     (["--set", "nonsense"], "--set 'nonsense' must look like key.path=value"),
     (["missing.yaml"], "config file 'missing.yaml' does not exist"),
-    (["--batch", "0"], "batch=0 is out of range"),
-    (["--epochs", "0"], "training.epochs=0 is out of range"),
 ])
 def test_user_errors_are_config_errors(tmp_path, argv, message):
     result = _invoke(*argv, "--out", str(tmp_path / "r"))
     assert isinstance(result.exception, ConfigError) and message in str(result.exception)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--batch", "0"], "error: Invalid value for '--batch'"),
+    (["--epochs", "0"], "error: Invalid value for '--epochs'"),
+])
+def test_bad_option_values_name_the_option(capsys, tmp_path, argv, message):
+    from tunelab.cli.main import main
+
+    code = main(["inspect", *argv, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
 
 

@@ -56,9 +56,9 @@ def inspect_command(
                                             "schedule, training, augment); omitted: all defaults."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set model.activation=sigmoid "
                                    "(repeatable; values are YAML)."),
-    epochs: int = typer.Option(1, "--epochs", help="Epochs of training before the second measurement "
+    epochs: int = typer.Option(1, "--epochs", min=1, help="Epochs of training before the second measurement "
                                "(replaces training.epochs)."),
-    batch: int = typer.Option(512, "--batch", help="Training examples in the measured batch (drawn with "
+    batch: int = typer.Option(512, "--batch", min=1, help="Training examples in the measured batch (drawn with "
                               "training.seed)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: runs/inspect-<time>)."),
 ) -> None:

@@ -48,6 +48,9 @@ def train_command(
     if out is not None:
         check_writable(out, "--out")
     console = Console(stderr=False, quiet=quiet)
+    if out is not None and (out / "result.json").exists():
+        console.print(f"note: {out} holds an earlier run; its files will be replaced", style="yellow",
+                      highlight=False, soft_wrap=True)
     o = cfg.optimizer
     console.print(f"[bold]{cfg.data.name}[/] · {cfg.model.name} {cfg.model.hidden if cfg.model.name == 'mlp' else cfg.model.channels} "
                   f"· {o.name} lr={o.lr:g} · schedule {cfg.schedule.name} · {cfg.training.epochs} epochs")
