@@ -8,13 +8,11 @@ and appends a JSON line to bench/results/bench_accuracy.jsonl.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
-import torch
 
 import tunelab
+from _results import append_record  # bench/_results.py (scripts run from bench/)
 
 ROOT = Path(__file__).resolve().parents[1]
 # (name, config, overrides, target test accuracy)
@@ -36,11 +34,7 @@ def main() -> None:
     print(f"{'run':<40}{'test acc':>10}{'target':>8}{'epochs':>8}{'seconds':>9}")
     for r in rows:
         print(f"{r['name']:<40}{r['test_accuracy']:>10.4f}{r['target']:>8.2f}{r['epochs']:>8}{r['seconds']:>9.1f}")
-    out = Path(__file__).parent / "results" / "bench_accuracy.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a") as f:
-        f.write(json.dumps(dict(bench="accuracy", when=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                torch=torch.__version__, threads=torch.get_num_threads(), runs=rows)) + "\n")
+    append_record("accuracy", dict(runs=rows))
 
 
 if __name__ == "__main__":

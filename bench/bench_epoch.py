@@ -19,8 +19,6 @@ bench/results/bench_epoch.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ from tunelab.data import load_data
 from tunelab.nn import build_model
 from tunelab.nn.stats import flops_per_sample
 from tunelab.trainer.fit import evaluate, fit
+from _results import append_record  # bench/_results.py (scripts run from bench/)
 
 HIDDEN = [256, 128]
 
@@ -156,12 +155,7 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:<12}{r['median']:>10.3f}{r['min']:>8.3f}{r['max']:>8.3f}{r['gflops']:>9.2f}"
               f"{r['median'] / rows['bare']['median']:>9.3f}{r['median'] / rows['tunelab']['median']:>17.2f}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    record = dict(bench="epoch", when=time.strftime("%Y-%m-%dT%H:%M:%S"), batch_size=args.batch_size,
-                  threads=torch.get_num_threads(), machine=platform.machine(), torch=torch.__version__,
-                  flop_per_epoch=flop_epoch, **{k: v for k, v in rows.items()})
-    with open(args.out, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_record("epoch", dict(batch_size=args.batch_size, flop_per_epoch=flop_epoch, **rows), out=args.out)
 
 
 if __name__ == "__main__":

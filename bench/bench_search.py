@@ -12,13 +12,13 @@ accuracy and the wall time, and appends a JSON line to bench/results/bench_searc
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import tunelab
 from tunelab.search.space import SearchSpace
+from _results import append_record  # bench/_results.py (scripts run from bench/)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,11 +55,7 @@ def main() -> None:
     print(f"{'sampler':<16}{'best val acc':>14}{'test acc':>10}{'wall s':>9}  states")
     for r in rows:
         print(f"{r['sampler']:<16}{r['best_val']:>14.4f}{r['test_accuracy']:>10.4f}{r['seconds']:>9.1f}  {r['states']}")
-    out = Path(__file__).parent / "results" / "bench_search.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a") as f:
-        f.write(json.dumps(dict(bench="search", when=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                **vars(args), rows=rows), default=str) + "\n")
+    append_record("search", dict(**vars(args), rows=rows))
 
 
 if __name__ == "__main__":

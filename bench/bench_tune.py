@@ -19,7 +19,6 @@ import argparse
 import json
 import tempfile
 import time
-from pathlib import Path
 
 import optuna
 import torch
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 import tunelab
 from tunelab.config import from_dict
 from tunelab.data import load_data
+from _results import append_record  # bench/_results.py (scripts run from bench/)
 
 HIDDEN = [[128], [256, 128], [512, 256]]
 
@@ -135,13 +135,9 @@ def main() -> None:
     print(f"speed-up {t_common / t_ours:.2f}x; best val acc difference "
           f"{100 * (best_ours - study.best_value):+.2f} points; same proposals: {same}; "
           f"states: { {s: states.count(s) for s in set(states)} }")
-    out = Path(__file__).parent / "results" / "bench_tune.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a") as f:
-        f.write(json.dumps(dict(bench="tune", when=time.strftime("%Y-%m-%dT%H:%M:%S"), **vars(args),
-                                tunelab_s=t_ours, tunelab_best=best_ours, tunelab_epochs=epochs_ours,
-                                common_s=t_common, common_best=study.best_value,
-                                speedup=t_common / t_ours, same_proposals=same)) + "\n")
+    append_record("tune", dict(**vars(args), tunelab_s=t_ours, tunelab_best=best_ours, tunelab_epochs=epochs_ours,
+                               common_s=t_common, common_best=study.best_value,
+                               speedup=t_common / t_ours, same_proposals=same))
 
 
 if __name__ == "__main__":
