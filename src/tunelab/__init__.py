@@ -2,13 +2,15 @@
 
 __version__ = "0.1.0"
 
-from tunelab.api import as_config, train  # noqa: E402
+from tunelab.api import as_config, resume, train  # noqa: E402
 from tunelab.config import RunConfig, from_dict, load_config  # noqa: E402
 from tunelab.errors import ConfigError, DataError, TrialError, TunelabError  # noqa: E402
+from tunelab.trainer.control import Control  # noqa: E402
 from tunelab.trainer.fit import EpochEvent, RunResult, fit  # noqa: E402
+from tunelab.trainer.prepare import Run, prepare  # noqa: E402
 
 __all__ = [
-    "__version__", "train", "tune", "TuneResult", "as_config", "fit", "RunConfig", "RunResult", "EpochEvent",
+    "__version__", "train", "resume", "prepare", "Run", "Control", "tune", "TuneResult", "as_config", "fit", "RunConfig", "RunResult", "EpochEvent",
     "from_dict", "load_config", "TunelabError", "ConfigError", "DataError", "TrialError",
 ]
 

@@ -28,7 +28,7 @@ from tunelab.errors import ConfigError
 
 __all__ = [
     "DataConfig", "ModelConfig", "OptimizerConfig", "ScheduleConfig", "EarlyStoppingConfig",
-    "TrainingConfig", "AugmentConfig", "RunConfig", "from_dict", "load_config", "to_dict",
+    "TrainingConfig", "CheckpointConfig", "AugmentConfig", "RunConfig", "from_dict", "load_config", "to_dict",
     "dump_config", "parse_override", "replace", "read_yaml", "UniqueKeyLoader",
 ]
 
@@ -131,6 +131,17 @@ class EarlyStoppingConfig:
 
 
 @dataclass(frozen=True)
+class CheckpointConfig:
+    every: int = opt(1, "write checkpoints/last.pt every N epochs (0: only at the end)", lo=0)
+    every_steps: int = opt(0, "also write checkpoints/last.pt every N steps within an epoch (0: off)", lo=0)
+    keep: int = opt(3, "per-epoch checkpoints kept (epoch-N.pt, newest first; 0: none)", lo=0)
+    best: bool = opt(True, "keep checkpoints/best.pt at the best epoch of early_stopping.monitor")
+
+
+LOGGERS = ["tensorboard"]
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = opt(20, "training epochs", lo=1)
     batch_size: int = opt(128, "mini-batch size", lo=1)
@@ -139,6 +150,8 @@ class TrainingConfig:
     device: str = opt("auto", "cpu, cuda or auto", choices=["auto", "cpu", "cuda"])
     threads: Optional[int] = opt(None, "torch CPU threads (default: torch's)", lo=1)
     early_stopping: EarlyStoppingConfig = opt(EarlyStoppingConfig())
+    checkpoint: CheckpointConfig = opt(CheckpointConfig())
+    log: list[str] = opt([], "extra loggers for the run folder", choices=LOGGERS)
 
 
 @dataclass(frozen=True)
@@ -232,6 +245,10 @@ def _check_range(key: str, value: Any, meta: dict, shown: Any = None) -> None:
 
 
 def _check_choice(key: str, value: Any, meta: dict) -> None:
+    if isinstance(value, list):  # a list of choices: each item is checked
+        for i, item in enumerate(value):
+            _check_choice(f"{key}[{i}]", item, meta)
+        return
     if meta.get("choices") is not None and value not in meta["choices"]:
         raise ConfigError(f"{key}={value!r} is not allowed; choose one of {sorted(meta['choices'])}")
     if meta.get("registry"):
@@ -300,6 +317,9 @@ def _cross_check(cfg: RunConfig) -> None:
     if cfg.data.path is not None and cfg.data.name not in ("csv", "npz") and _builtin_source(cfg.data.name):
         raise ConfigError(f"data.path={cfg.data.path!r} is only used with data.name csv or npz; "
                           f"got data.name={cfg.data.name!r}")
+    for i, name in enumerate(cfg.training.log):
+        if name in cfg.training.log[:i]:
+            raise ConfigError(f"training.log[{i}]={name!r} is given twice; allowed: each logger once")
     if cfg.schedule.warmup_epochs >= cfg.training.epochs and cfg.schedule.warmup_epochs > 0:
         raise ConfigError(f"schedule.warmup_epochs={cfg.schedule.warmup_epochs} must be less than "
                           f"training.epochs={cfg.training.epochs}")

@@ -23,8 +23,11 @@ def test_train_writes_the_run_folder(capsys, tmp_path):
     code, stdout, _ = _run(capsys, "train", "--set", "training.epochs=3", "--set", "model.hidden=[32]",
                            "--out", str(out))
     assert code == 0
-    assert {p.name for p in out.iterdir()} == {"config.yaml", "history.csv", "result.json",
-                                               "curves.png", "model.pt"}
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "history.csv", "result.json", "curves.png",
+                                               "model.pt", "status.json", "checkpoints"}
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {"last.pt", "best.pt", "epoch-0001.pt",
+                                                                 "epoch-0002.pt", "epoch-0003.pt"}
+    assert json.loads((out / "status.json").read_text())["status"] == "completed"
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "completed" and result["epochs_run"] == 3
     assert 0.2 < result["test_accuracy"] <= 1 and result["best_epoch"] >= 1

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tunelab.config import ScheduleConfig
-from tunelab.optim.schedules import LrSchedule, PlateauState, lr_at, plateau_step
+from tunelab.optim.schedules import LrSchedule, PlateauState, lr_at, plateau_applies, plateau_step
 
 BASE, EPOCHS = 0.1, 30
 
@@ -92,10 +92,12 @@ def test_custom_function_schedule():
 
 
 def test_schedule_object_plateau_uses_monitor():
-    sched = LrSchedule(ScheduleConfig(name="plateau", monitor="val_accuracy", patience=0), BASE, 10, 5)
+    cfg = ScheduleConfig(name="plateau", monitor="val_accuracy", patience=0)
+    sched, state = LrSchedule(cfg, BASE, 10, 5), PlateauState()
     for epoch, acc in enumerate([0.5, 0.5]):
-        sched.end_epoch(epoch, {"val_accuracy": acc})
-    assert sched.lr(2) == pytest.approx(BASE * 0.1)
+        assert plateau_applies(cfg, epoch)
+        state = plateau_step(state, acc, cfg, BASE)
+    assert sched.lr(2, 0, state.scale) == pytest.approx(BASE * 0.1)
     assert math.isclose(lr_at(0, 0, 1.0, ScheduleConfig(name="exponential", gamma=None), 5, 1), 1.0)
 
 

@@ -380,19 +380,15 @@ def diagnose(cfg: RunConfig, *, epochs: int = 1, batch: int = 512, data=None) ->
         >>> [s["name"] for s in report["init"]], report["context"]["epochs"]
         (['fc0', 'out'], 1)
     """
-    from tunelab.data import load_data
-    from tunelab.nn import build_model
-    from tunelab.trainer.fit import fit, resolve_device
+    from tunelab.trainer.fit import fit
+    from tunelab.trainer.prepare import prepare
 
     if batch < 1:
         raise ConfigError(f"batch={batch} is out of range; allowed: [1, inf]")
     cfg = replace(cfg, [f"training.epochs={epochs}"])  # validates epochs >= 1
-    if cfg.training.threads:
-        torch.set_num_threads(cfg.training.threads)
-    data = load_data(cfg.data, device=resolve_device(cfg.training.device)) if data is None else data
+    run = prepare(cfg, data=data)  # threads, data, the initial weights as tunelab.train has them
+    data, model = run.data, run.model
     xb, yb = _probe_batch(data, batch, cfg.training.seed)
-    torch.manual_seed(cfg.training.seed)  # the initial weights, as tunelab.train does
-    model = build_model(cfg.model, data.input_shape, data.num_classes).to(data.x_train.device)
     init = layer_stats(model, xb, yb)
     result = fit(cfg, data, model)
     trained = layer_stats(model, xb, yb)

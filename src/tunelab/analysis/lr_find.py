@@ -197,17 +197,12 @@ def lr_find(cfg, *, steps: int = 200, lr_min: float = 1e-7, lr_max: float = 10.0
         >>> r["optimizer"], len(r["lrs"]) <= 50
         ('sgd', True)
     """
-    from tunelab.data import check_augment, load_data
-    from tunelab.nn import build_model
     from tunelab.optim import build_optimizer
-    from tunelab.trainer.fit import resolve_device
+    from tunelab.trainer.prepare import prepare
 
     _check(lr_min, lr_max, steps, 0.0, 2.0)  # before loading anything
-    data = load_data(cfg.data, device=resolve_device(cfg.training.device))
-    if data.is_image or cfg.augment.active:
-        check_augment(cfg.augment, data)
-    torch.manual_seed(cfg.training.seed)  # the initial weights, as in tunelab.train
-    model = build_model(cfg.model, data.input_shape, data.num_classes).to(data.x_train.device)
+    run = prepare(cfg)  # threads (training.threads), data, the initial weights as in tunelab.train
+    data, model = run.data, run.model
     make = lambda params, lr: build_optimizer(params, dataclasses.replace(cfg.optimizer, lr=lr))  # noqa: E731
     batches = _batches(data, cfg.training.batch_size, cfg.training.seed, cfg.augment)
     result = lr_range_test(model, batches, nn.functional.cross_entropy, make, lr_min=lr_min,

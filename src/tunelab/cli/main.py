@@ -22,7 +22,9 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _register() -> None:
-    from tunelab.cli import compare, datasets, ensemble, inspect, lr_find, report, studies, train, tune
+    from tunelab.cli import (
+        compare, control, datasets, ensemble, fork, inspect, lr_find, report, resume, runs, studies, train, tune,
+    )
 
     app.command("train")(train.train_command)
     app.command("tune")(tune.tune_command)
@@ -31,6 +33,10 @@ def _register() -> None:
     app.command("report")(report.report_command)
     app.command("ensemble")(ensemble.ensemble_command)
     app.command("lr-find")(lr_find.lr_find_command)
+    app.command("resume")(resume.resume_command)
+    app.command("fork")(fork.fork_command)
+    app.command("control")(control.control_command)
+    app.command("runs")(runs.runs_command)
 
     app.add_typer(datasets.app, name="datasets")
     app.add_typer(studies.app, name="studies")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tunelab.api import as_config, train
-from tunelab.trainer.runfolder import check_writable
+from tunelab.trainer.runfolder import check_writable, default_run_dir
 
 EXIT = {"completed": 0, "early_stopped": 0, "stopped": 0, "diverged": 1, "interrupted": 130}
 
@@ -41,6 +41,9 @@ def train_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<time>-<data>-<model>)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or auto (overrides training.device)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch table."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Full-screen live dashboard with keys to steer "
+                               "the run (+/- lr, p pause, s checkpoint, e early stopping, f fork, q stop); "
+                               "plain progress lines when output is not a terminal."),
 ) -> None:
     """Train one model and write config.yaml, history.csv, result.json, curves.png, model.pt."""
     overrides = list(set_) + ([f"training.device={device}"] if device else [])
@@ -51,12 +54,30 @@ def train_command(
     if out is not None and (out / "result.json").exists():
         console.print(f"note: {out} holds an earlier run; its files will be replaced", style="yellow",
                       highlight=False, soft_wrap=True)
+    out = out if out is not None else default_run_dir("runs", cfg.data.name, cfg.model.name)
+    finish(run_live(cfg, out, lambda **hooks: train(cfg, out=out, **hooks), console, watch=watch), console)
+
+
+def describe(cfg) -> str:
     o = cfg.optimizer
-    console.print(f"[bold]{cfg.data.name}[/] · {cfg.model.name} {cfg.model.hidden if cfg.model.name == 'mlp' else cfg.model.channels} "
-                  f"· {o.name} lr={o.lr:g} · schedule {cfg.schedule.name} · {cfg.training.epochs} epochs")
+    return (f"[bold]{cfg.data.name}[/] · {cfg.model.name} {cfg.model.hidden if cfg.model.name == 'mlp' else cfg.model.channels} "
+            f"· {o.name} lr={o.lr:g} · schedule {cfg.schedule.name} · {cfg.training.epochs} epochs")
+
+
+def run_live(cfg, out: Path, runner: Callable[..., Any], console: Console, watch: bool = False,
+             first_epoch: int = 0):
+    """Run ``runner(on_epoch=..., on_batch=..., on_event=..., control=...)`` with the live
+    dashboard (``watch`` on a terminal) or the progress bar and epoch table."""
+    if watch and console.is_terminal:
+        from tunelab.cli.dashboard import run_dashboard
+
+        return run_dashboard(cfg, out, runner, console)
+    console.print(describe(cfg), highlight=False)
+    console.print(f"run folder: {out}  (steer it: tunelab control {out} lr*=0.5 | pause | stop)",
+                  style="dim", highlight=False, soft_wrap=True)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=True, disable=quiet) as progress:
-        epochs = progress.add_task("epochs", total=cfg.training.epochs)
+    with Progress(*columns, console=console, transient=True, disable=console.quiet) as progress:
+        epochs = progress.add_task("epochs", total=cfg.training.epochs, completed=first_epoch)
         batches = progress.add_task("batches", total=None)
         header = [HEADER]  # printed once training starts, so a data error is not preceded by it
 
@@ -69,7 +90,17 @@ def train_command(
             progress.console.print(_row(event.metrics), highlight=False)
             progress.advance(epochs)
 
-        result = train(cfg, out=out, on_epoch=on_epoch, on_batch=on_batch)
+        def on_event(event: dict) -> None:
+            if event.get("kind") == "control":
+                progress.console.print(f"  {event['command']} at epoch {event['epoch']} step {event['step']}"
+                                       f" (lr now {event['lr']:.3g}, from {event.get('source')})",
+                                       style="yellow", highlight=False)
+
+        return runner(on_epoch=on_epoch, on_batch=on_batch, on_event=on_event)
+
+
+def finish(result, console: Console) -> None:
+    """The summary table, the diverged line, and the exit code of a run's status."""
     console.print(_summary(result))
     if result.status == "diverged":
         typer.echo(f"error: run diverged: {result.message}", err=True)

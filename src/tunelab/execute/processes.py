@@ -60,7 +60,9 @@ def _worker_main(conn: Connection, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     import torch
 
-    torch.set_num_threads(threads)  # processes split the cores (see the module docstring)
+    from tunelab.trainer.prepare import set_threads
+
+    set_threads(threads)  # processes split the cores (see the module docstring); training.threads wins
     try:
         conn.send(("ready", torch.get_num_threads()))
         while (msg := conn.recv()) is not None:  # None: the driver asks us to exit

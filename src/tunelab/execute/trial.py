@@ -23,7 +23,6 @@ from tunelab.execute.base import Event, TrialSpec
 __all__ = ["execute_trial", "Reporter", "TrialPruned", "load_cached"]
 
 Report = Callable[[int, float, dict], bool]
-_DATA_CACHE: dict[tuple, Any] = {}
 
 
 class TrialPruned(Exception):
@@ -44,28 +43,19 @@ class Reporter:
 
 def load_cached(cfg):
     """The DataBundle for a RunConfig's data section on its device, loaded once per process."""
-    from tunelab.data import load_data
-    from tunelab.trainer.fit import resolve_device
+    from tunelab.trainer.prepare import load_run_data
 
-    device = resolve_device(cfg.training.device)
-    key = (repr(cfg.data), str(device))
-    if key not in _DATA_CACHE:
-        _DATA_CACHE.clear()  # keep one dataset resident per process
-        _DATA_CACHE[key] = load_data(cfg.data, device=device)
-    return _DATA_CACHE[key]
+    return load_run_data(cfg, cache=True)
 
 
 def _train(spec: TrialSpec, report: Report) -> Event:
-    import torch
-
     from tunelab.config import from_dict
-    from tunelab.nn import build_model
     from tunelab.trainer.fit import fit
+    from tunelab.trainer.prepare import prepare
 
     cfg = from_dict(spec.config)
-    data = load_cached(cfg)
-    torch.manual_seed(cfg.training.seed)
-    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    run = prepare(cfg, cache=True)  # threads (training.threads), data once per process, seeds, model
+    data, model = run.data, run.model
     pruned = {"step": 0}
 
     def on_epoch(ev):

@@ -6,10 +6,12 @@ from tunelab.optim.schedules import (
     LrSchedule,
     PlateauState,
     lr_factor,
+    plateau_applies,
     plateau_step,
 )
 
 __all__ = [
     "OPTIMIZERS", "build_optimizer", "default_eps", "default_lr",
     "SCHEDULES", "LrSchedule", "PlateauState", "lr_factor", "plateau_step",
+    "plateau_applies",
 ]

@@ -22,7 +22,7 @@ from tunelab.config import ScheduleConfig
 from tunelab.monitor import improved, initial_best, resolve_mode
 from tunelab.registry import Registry
 
-__all__ = ["SCHEDULES", "lr_at", "lr_factor", "PlateauState", "plateau_step", "LrSchedule"]
+__all__ = ["SCHEDULES", "lr_at", "lr_factor", "PlateauState", "plateau_step", "plateau_applies", "LrSchedule"]
 
 SCHEDULES = Registry("schedule.name")
 
@@ -104,7 +104,8 @@ def plateau_step(state: PlateauState, value: float, cfg: ScheduleConfig, base_lr
 
 
 class LrSchedule:
-    """The trainer's view of a schedule: ``lr(epoch, step)`` and ``end_epoch(metrics)``.
+    """The trainer's view of a schedule: ``lr(epoch, step, scale)``, where ``scale`` is the
+    reduce-on-plateau multiplier (``PlateauState.scale``, owned by the epoch-end policy).
 
     ``fn`` (Python API only) replaces the configured rule: any function epoch -> lr multiplier.
     """
@@ -112,14 +113,14 @@ class LrSchedule:
     def __init__(self, cfg: ScheduleConfig, base_lr: float, epochs: int, steps_per_epoch: int,
                  fn: Optional[Callable[[int], float]] = None) -> None:
         self.cfg, self.base, self.epochs, self.spe, self.fn = cfg, base_lr, epochs, steps_per_epoch, fn
-        self.plateau = PlateauState()
         self.per_step = fn is None and cfg.name == "onecycle"
 
-    def lr(self, epoch: int, step: int = 0) -> float:
+    def lr(self, epoch: int, step: int = 0, scale: float = 1.0) -> float:
         if self.fn is not None:
             return self.base * float(self.fn(epoch))
-        return lr_at(epoch, step, self.base, self.cfg, self.epochs, self.spe) * self.plateau.scale
+        return lr_at(epoch, step, self.base, self.cfg, self.epochs, self.spe) * scale
 
-    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        if self.fn is None and self.cfg.name == "plateau" and epoch + 1 >= self.cfg.warmup_epochs:
-            self.plateau = plateau_step(self.plateau, metrics[self.cfg.monitor], self.cfg, self.base)
+
+def plateau_applies(cfg: ScheduleConfig, epoch: int) -> bool:
+    """Whether reduce-on-plateau watches the end of ``epoch`` (0-based): after any warmup."""
+    return cfg.name == "plateau" and epoch + 1 >= cfg.warmup_epochs

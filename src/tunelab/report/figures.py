@@ -9,7 +9,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
 
 import matplotlib
 
@@ -17,23 +19,89 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["plot_curves"]
+__all__ = ["plot_curves", "write_curves", "Line"]
 
 
-def plot_curves(history: Sequence[dict[str, float]], title: str = "") -> Figure:
-    """Loss and accuracy for train and validation per epoch (the over-fitting picture)."""
+@dataclass(frozen=True)
+class Line:
+    """Another run drawn beside the main one (a fork's parent or a child): its label, history
+    and the epoch it branched at (marked with a dot)."""
+
+    label: str
+    history: Sequence[dict]
+    branch_epoch: Optional[float] = None
+
+
+def _marker_x(event: dict) -> float:
+    """An intervention at (epoch e, step s of n) sits at e - 1 + s / n on the epoch axis."""
+    frac = event.get("step", 0) / event["steps"] if event.get("steps") else 0.0
+    return event["epoch"] - 1 + min(frac, 1.0)
+
+
+def plot_curves(history: Sequence[dict[str, float]], title: str = "", events: Sequence[dict] = (),
+                others: Sequence[Line] = ()) -> Figure:
+    """Loss and accuracy for train and validation per epoch (the over-fitting picture);
+    ``events`` (interventions) are drawn as labelled vertical markers, ``others`` (parent and
+    forks) as thinner lines."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     epochs = [h["epoch"] for h in history]
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
         for split, style in (("train", "-"), ("val", "--")):
             ax.plot(epochs, [h[f"{split}_{metric}"] for h in history], style, marker="o",
                     markersize=3, label="validation" if split == "val" else split)
+        for other in others:
+            xs = [h["epoch"] for h in other.history]
+            ax.plot(xs, [h[f"val_{metric}"] for h in other.history], ":", linewidth=1.2,
+                    label=f"{other.label} (val)")
+            if other.branch_epoch is not None:
+                ax.axvline(other.branch_epoch, color="grey", linewidth=0.8, linestyle="-.")
+        for e in events:
+            if e.get("kind") == "control":
+                x = _marker_x(e)
+                ax.axvline(x, color="tab:red", alpha=0.5, linewidth=0.9)
+                ax.annotate(e["command"], (x, 1), xycoords=("data", "axes fraction"), rotation=90,
+                            fontsize=7, va="top", ha="right", color="tab:red")
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     ax_loss.set_title("loss")
     ax_acc.set_title("accuracy")
     if title:
         fig.suptitle(title)
     return fig
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    """history.csv of a run folder as numbers (empty when there is none)."""
+    import csv
+
+    path = Path(run_dir) / "history.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if k != "interventions" and v not in ("", None)}
+                for row in csv.DictReader(f)]
+
+
+def lineage_lines(run_dir: Path) -> list[Line]:
+    """The parent of a fork (up to the branch) and the forks of a run, as extra lines."""
+    from tunelab.trainer.lineage import read_forks, read_lineage
+
+    lines = []
+    lineage = read_lineage(run_dir)
+    if lineage and lineage["parent_dir"] is not None:
+        parent = [h for h in read_history(lineage["parent_dir"]) if h["epoch"] <= lineage["epoch"]]
+        lines.append(Line(f"parent {lineage['parent_dir'].name}", parent, lineage["epoch"]))
+    for fork in read_forks(run_dir):
+        if fork["child_dir"] is not None:
+            lines.append(Line(f"fork {fork['child_dir'].name}", read_history(fork["child_dir"]), fork["epoch"]))
+    return lines
+
+
+def write_curves(out: Path, cfg: Any, result: Any) -> None:
+    """curves.png of a run folder: its curves, its interventions, its parent and forks."""
+    fig = plot_curves(result.history, title=f"{cfg.data.name} / {cfg.model.name}", events=result.events,
+                      others=lineage_lines(out))
+    fig.savefig(Path(out) / "curves.png", dpi=110)
+    plt.close(fig)

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,12 +30,15 @@ from typing import Any, Callable, Literal, Optional
 import torch
 import torch.nn.functional as F
 
-from tunelab.config import RunConfig
+from tunelab.config import RunConfig, to_dict
 from tunelab.data.augment import augment_batch, check_augment
 from tunelab.data.bundle import DataBundle
-from tunelab.errors import ConfigError
 from tunelab.optim import LrSchedule, build_optimizer
-from tunelab.trainer.callbacks import EarlyStopState, early_stop_step
+from tunelab.trainer.control import Control, apply_command
+from tunelab.trainer.live import LiveFolder
+from tunelab.trainer.policy import early_stopping_on, epoch_end
+from tunelab.trainer.prepare import resolve_device
+from tunelab.trainer.state import FORMAT, RunState, rng_state, set_rng_state, state_from_dict, state_to_dict
 
 __all__ = ["fit", "evaluate", "RunResult", "EpochEvent", "resolve_device"]
 
@@ -49,6 +53,8 @@ class EpochEvent:
     epoch: int
     epochs: int
     metrics: dict[str, float]
+    grad_norms: dict[str, float] = field(default_factory=dict)  # per parameter, last step
+    next_lr: float = math.nan  # the lr the next epoch starts with (schedule x user multiplier)
 
 
 @dataclass
@@ -70,6 +76,7 @@ class RunResult:
     model: Any = field(default=None, repr=False)
     config: Any = field(default=None, repr=False)
     run_dir: Any = None
+    events: list = field(default_factory=list)  # interventions and lineage, in order
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready fields (NaN becomes None)."""
@@ -77,15 +84,6 @@ class RunResult:
                 "best_val_accuracy", "best_epoch", "restored_epoch", "epochs_run", "seconds", "message"]
         out = {k: getattr(self, k) for k in keys}
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("training.device='cuda' but no CUDA device is available; choose 'cpu' or 'auto'")
-    return torch.device(name)
 
 
 @torch.inference_mode()
@@ -105,46 +103,171 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return loss.item() / len(y), correct.item() / len(y)
 
 
-def _train_epoch(model, opt, data: DataBundle, cfg: RunConfig, sched: LrSchedule, epoch: int,
-                 gen: torch.Generator, aug_gen: torch.Generator, on_batch) -> tuple[float, float]:
-    """One pass over a fresh permutation; returns (mean loss, accuracy), read once."""
+class _Live:
+    """The trainer's working set: the tensors a checkpoint captures and the scalar RunState.
+
+    Steps read ``control`` between them; commands change ``state`` through the pure
+    ``apply_command`` and act here (lr at the next step, pause, checkpoint, stop, fork).
+    """
+
+    def __init__(self, cfg, data, model, opt, sched, gen, aug_gen, control, folder, on_event) -> None:
+        self.cfg, self.data, self.model, self.opt, self.sched = cfg, data, model, opt, sched
+        self.gen, self.aug_gen, self.control, self.folder, self.on_event = gen, aug_gen, control, folder, on_event
+        self.state, self.best_weights, self.stop_message = RunState(), None, ""
+        self.perm = self.loss_sum = self.correct = None  # the epoch in progress
+        self.steps = math.ceil(len(data.y_train) / cfg.training.batch_size)
+
+    # ---- learning rate: schedule x plateau x the user's multiplier
+    def lr(self, step: int) -> float:
+        return self.sched.lr(self.state.epoch, step, self.state.plateau.scale) * self.state.lr_mult
+
+    def set_lr(self, step: int) -> float:
+        lr = self.lr(step)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        return lr
+
+    # ---- checkpoints
+    def payload(self) -> dict[str, Any]:
+        partial = None
+        if self.state.step > 0:  # mid-epoch: the epoch's order and running sums
+            partial = {"perm": self.perm.cpu(), "loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu()}
+        return {"format": FORMAT, "state": state_to_dict(self.state), "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "best_weights": self.best_weights,
+                "rng": rng_state(self.gen, self.aug_gen), "partial": partial, "config": to_dict(self.cfg)}
+
+    def checkpoint(self, **kinds: bool):
+        return self.folder.save(self.payload(), **kinds) if self.folder is not None else None
+
+    # ---- the control channel
+    def record(self, event: dict) -> None:
+        if self.folder is not None:
+            self.folder.event(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def obey(self, step: int) -> bool:
+        """Apply waiting commands before ``step``; wait while paused. False: stop now."""
+        commands = self.control.poll()
+        while commands or self.state.paused:
+            for command in commands:
+                self.state = dataclasses.replace(self.state, step=step)
+                self.state, event = apply_command(self.state, command, self.lr(step))
+                event["steps"] = self.steps
+                self._act(command["cmd"], event, step)
+            if self.stop_message:
+                return False
+            commands = self.control.poll()
+            if self.state.paused and not commands:
+                time.sleep(0.05)
+        return True
+
+    def _act(self, cmd: str, event: dict, step: int) -> None:
+        if cmd in ("lr", "lr_scale"):
+            self.set_lr(step)  # from the next step on
+        elif cmd == "stop":
+            self.stop_message = f"stopped by the user at epoch {self.state.epoch + 1}, step {step}"
+        elif cmd in ("checkpoint", "fork") and self.folder is not None:
+            path = self.checkpoint(snapshot=True)
+            event["checkpoint"] = str(path.relative_to(self.folder.path))
+            if cmd == "fork":
+                from tunelab.trainer.lineage import make_fork
+
+                event["fork"] = str(make_fork(self.folder.path, str(path)))
+        elif cmd in ("pause", "resume") and self.folder is not None:
+            self.folder.set_status("paused" if self.state.paused else "running", step=step)
+        self.record(event)
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        """Continue from a checkpoint (see ``tunelab.trainer.resume``)."""
+        self.state = state_from_dict(payload["state"])
+        self.model.load_state_dict(payload["model"])
+        if payload.get("optimizer") is not None:  # None: another optimizer, fresh state
+            load_optimizer_state(self.opt, payload["optimizer"])
+        self.best_weights = payload.get("best_weights")
+        set_rng_state(payload["rng"], self.gen, self.aug_gen)
+        partial = payload.get("partial")
+        if partial is not None and self.state.step > 0:
+            device = self.data.x_train.device
+            self.perm = partial["perm"].to(device)
+            self.loss_sum, self.correct = partial["loss_sum"].to(device), partial["correct"].to(device)
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Load an optimizer's saved state but keep the hyperparameters it was built with (so a
+    changed ``optimizer.*`` on resume takes effect; torch would restore the old ones)."""
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+    opt.load_state_dict(saved)
+    for g, fresh in zip(opt.param_groups, groups):
+        g.update(fresh)
+
+
+def _train_epoch(live: _Live, on_batch) -> Optional[tuple[float, float]]:
+    """One pass over a fresh permutation (or the rest of a resumed one); returns (mean loss,
+    accuracy), read once, or None when a command stopped the run mid-epoch."""
+    cfg, data, model, opt = live.cfg, live.data, live.model, live.opt
     x, y, bs = data.x_train, data.y_train, cfg.training.batch_size
-    n = len(y)
-    perm = torch.randperm(n, generator=gen, device="cpu").to(x.device)
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    n, every_steps = len(y), cfg.training.checkpoint.every_steps
     steps = math.ceil(n / bs)
+    start = live.state.step
+    if start == 0:
+        live.perm = torch.randperm(n, generator=live.gen, device="cpu").to(x.device)
+        live.loss_sum = torch.zeros((), device=x.device)
+        live.correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    live.set_lr(start)
     model.train()
-    for step in range(steps):
-        if sched.per_step:
-            lr = sched.lr(epoch, step)
-            for g in opt.param_groups:
-                g["lr"] = lr
-        idx = perm[step * bs:(step + 1) * bs]
+    for step in range(start, steps):
+        # ---- commands between steps (one deque check and one clock read when there are none)
+        if live.control is not None and not live.obey(step):
+            live.state = dataclasses.replace(live.state, step=step)
+            return None
+        if live.sched.per_step:
+            live.set_lr(step)
+        # ---- one step
+        idx = live.perm[step * bs:(step + 1) * bs]
         xb, yb = x[idx], y[idx]  # (B, ...) gathered on the device
         if cfg.augment.active:
-            xb = augment_batch(xb, cfg.augment, aug_gen)
+            xb = augment_batch(xb, cfg.augment, live.aug_gen)
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_sum += loss.detach() * len(yb)
-        correct += (logits.detach().argmax(1) == yb).sum()
+        live.loss_sum += loss.detach() * len(yb)
+        live.correct += (logits.detach().argmax(1) == yb).sum()
+        # ---- a mid-epoch checkpoint (resume continues at the next step)
+        if every_steps and (step + 1) % every_steps == 0 and step + 1 < steps and live.folder is not None:
+            live.state = dataclasses.replace(live.state, step=step + 1)
+            live.checkpoint()
         if on_batch is not None:
-            on_batch(epoch, step + 1, steps)
-    return loss_sum.item() / n, correct.item() / n
+            on_batch(live.state.epoch, step + 1, steps)
+    return live.loss_sum.item() / n, live.correct.item() / n
+
+
+def _grad_norms(model: torch.nn.Module) -> dict[str, float]:
+    """Per-parameter gradient norms of the last step (read once per epoch)."""
+    named = [(k, p.grad) for k, p in model.named_parameters() if p.grad is not None]
+    if not named:
+        return {}
+    norms = torch.stack([g.detach().norm() for _, g in named]).tolist()
+    return {k: v for (k, _), v in zip(named, norms)}
 
 
 def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
         on_epoch: Optional[Callable[[EpochEvent], Decision]] = None,
         on_batch: Optional[Callable[[int, int, int], None]] = None,
-        schedule_fn: Optional[Callable[[int], float]] = None, test: bool = True) -> RunResult:
+        schedule_fn: Optional[Callable[[int], float]] = None, test: bool = True, *,
+        control: Optional[Control] = None, folder: Optional[LiveFolder] = None,
+        resume: Optional[dict[str, Any]] = None,
+        on_event: Optional[Callable[[dict], None]] = None) -> RunResult:
     """Train ``model`` on ``data`` as ``cfg`` says; see the module docstring.
 
     ``test=False`` never reads the test set (search trials choose on validation only).
+    ``control`` is read between steps; ``folder`` (a LiveFolder) receives status, events and
+    checkpoints; ``resume`` is a checkpoint payload to continue from; ``on_event`` sees every
+    intervention as it is recorded.
     """
-    tc, es_cfg = cfg.training, cfg.training.early_stopping
+    tc = cfg.training
     if data.is_image or cfg.augment.active:
         check_augment(cfg.augment, data)
     device = data.x_train.device
@@ -155,53 +278,65 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
     opt = build_optimizer(model.parameters(), cfg.optimizer)
     steps = math.ceil(len(data.y_train) / tc.batch_size)
     sched = LrSchedule(cfg.schedule, cfg.optimizer.lr, tc.epochs, steps, schedule_fn)
-    history: list[dict[str, float]] = []
-    stop_state, best_weights = EarlyStopState(), None
+    live = _Live(cfg, data, model, opt, sched, gen, aug_gen, control, folder, on_event)
+    if resume is not None:
+        live.restore(resume)
     status: Status = "completed"
     message = ""
     start = time.perf_counter()
+    if folder is not None:
+        folder.set_status("running", epoch=live.state.epoch, step=live.state.step)
+    trained: Optional[tuple] = ()
     try:
-        for epoch in range(tc.epochs):
-            # ---- learning rate for this epoch (per-step rules set it inside the epoch)
-            lr = sched.lr(epoch, 0)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            t0 = time.perf_counter()
+        while live.state.epoch < tc.epochs:
+            epoch, t0 = live.state.epoch, time.perf_counter()
+            lr = live.lr(0)
             # ---- train, then evaluate on validation
-            train_loss, train_acc = _train_epoch(model, opt, data, cfg, sched, epoch, gen, aug_gen, on_batch)
+            trained = _train_epoch(live, on_batch)
+            if trained is None:  # stopped by a command between two steps
+                status, message = "stopped", live.stop_message
+                break
+            train_loss, train_acc = trained
             val_loss, val_acc = evaluate(model, data.x_val, data.y_val, tc.eval_batch_size)
             metrics = dict(epoch=epoch + 1, train_loss=train_loss, train_accuracy=train_acc,
                            val_loss=val_loss, val_accuracy=val_acc, lr=lr,
                            seconds=time.perf_counter() - t0)
-            history.append(metrics)
-            # ---- divergence: never carry a NaN result forward
-            if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-                status = "diverged"
-                message = (f"loss became {train_loss if not math.isfinite(train_loss) else val_loss} "
-                           f"at epoch {epoch + 1}; lower optimizer.lr (now {cfg.optimizer.lr:g})")
-                break
-            # ---- callbacks: plateau, early stopping, the caller's decision
-            sched.end_epoch(epoch, metrics)
-            stop_state = early_stop_step(stop_state, epoch, metrics[es_cfg.monitor], es_cfg)
-            if stop_state.improved and es_cfg.enabled and es_cfg.restore_best:
-                best_weights = copy.deepcopy(model.state_dict())
-            decision = on_epoch(EpochEvent(epoch + 1, tc.epochs, metrics)) if on_epoch else None
-            if stop_state.stop:
-                status, message = "early_stopped", (
-                    f"{es_cfg.monitor} did not improve for {es_cfg.patience} epochs")
-                break
-            if decision == "stop":
-                status, message = "stopped", "stopped by the caller"
+            # ---- the caller's answer, then the pure epoch-end policy
+            finite = math.isfinite(train_loss) and math.isfinite(val_loss)
+            event = EpochEvent(epoch + 1, tc.epochs, metrics, _grad_norms(model), live.lr(0) if finite else lr)
+            answer = on_epoch(event) if on_epoch and finite else None
+            live.state, action = epoch_end(live.state, metrics, cfg, answer)
+            if action.best and early_stopping_on(live.state, cfg) and tc.early_stopping.restore_best:
+                live.best_weights = copy.deepcopy(model.state_dict())
+            # ---- the run folder: history, status, checkpoints
+            if folder is not None and action.stop != "diverged":
+                folder.epoch_done(live.state.history, live.state.events, _best_val(live.state.history))
+                every = tc.checkpoint.every
+                on_schedule = every > 0 and live.state.epoch % every == 0
+                if on_schedule or action.best or action.stop or live.state.epoch == tc.epochs:
+                    live.checkpoint(epoch_file=on_schedule, best=action.best)
+            if action.stop:
+                status, message = action.stop, action.message
                 break
     except KeyboardInterrupt:
-        status, message = "interrupted", f"interrupted after {len(history)} epochs"
-    return _finish(cfg, data, model, history, stop_state, best_weights, status, message,
-                   time.perf_counter() - start, test)
+        status, message = "interrupted", f"interrupted after {len(live.state.history)} epochs"
+    if status == "stopped" and trained is None and folder is not None:
+        live.checkpoint()  # mid-epoch: resume continues at the next step
+    result = _finish(cfg, data, model, list(live.state.history), live.state.early, live.best_weights,
+                     status, message, time.perf_counter() - start, test)
+    result.events = list(live.state.events)
+    return result
+
+
+def _best_val(history) -> Optional[float]:
+    finite = [h["val_accuracy"] for h in history if math.isfinite(h["val_accuracy"])]
+    return max(finite) if finite else None
 
 
 def _finish(cfg, data, model, history, stop_state, best_weights, status, message, seconds,
             test: bool = True) -> RunResult:
-    """Restore the best weights if asked, then read the test set once."""
+    """Restore the best weights if asked, then read the test set once (``stop_state``:
+    the EarlyStopState, whose best epoch the restored weights come from)."""
     restored = best_weights is not None
     if restored:
         model.load_state_dict(best_weights)

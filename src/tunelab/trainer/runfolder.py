@@ -1,4 +1,7 @@
-"""The run folder: config.yaml, history.csv, result.json, curves.png, model.pt.
+"""The run folder's final files: config.yaml, history.csv, result.json, curves.png, model.pt.
+
+The files a running trainer keeps up to date (status.json, events.jsonl, checkpoints/) are
+written by ``trainer.live.LiveFolder``.
 
 Example:
     >>> default_run_dir("runs", "digits", "mlp").parent.name
@@ -13,17 +16,19 @@ import os
 import platform
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import torch
 
 from tunelab.config import RunConfig, dump_config
 from tunelab.errors import ConfigError
-from tunelab.trainer.fit import RunResult
+if TYPE_CHECKING:
+    from tunelab.trainer.fit import RunResult
 
-__all__ = ["write_run", "default_run_dir", "fresh_dir", "check_writable", "HISTORY_COLUMNS"]
+__all__ = ["write_run", "write_history", "default_run_dir", "fresh_dir", "check_writable", "HISTORY_COLUMNS"]
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
+                   "interventions"]
 
 
 def fresh_dir(root: str | Path, name: str) -> Path:
@@ -80,25 +85,46 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def write_run(out: str | Path, cfg: RunConfig, result: RunResult, extra: dict[str, Any] | None = None) -> Path:
-    """Write everything a run leaves behind into ``out`` (created if needed)."""
-    from tunelab.report.figures import plot_curves
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
+
+def _history_rows(history: Sequence[dict], events: Sequence[dict]) -> list[dict]:
+    """History rows with an ``interventions`` column: the commands applied during each epoch."""
+    by_epoch: dict[int, list[str]] = {}
+    for e in events:
+        if e.get("kind") == "control":
+            by_epoch.setdefault(int(e["epoch"]), []).append(f"{e['command']}@{e['step']}")
+    return [{**h, "interventions": " ".join(by_epoch.get(int(h["epoch"]), []))} for h in history]
+
+
+def write_history(path: Path, history: Sequence[dict], events: Sequence[dict] = ()) -> None:
+    """history.csv (atomically: a live reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(_history_rows(history, events))
+    os.replace(tmp, path)
+
+
+FigureWriter = Callable[[Path, RunConfig, "RunResult"], None]
+
+
+def write_run(out: str | Path, cfg: RunConfig, result: "RunResult", extra: dict[str, Any] | None = None,
+              figure: Optional[FigureWriter] = None) -> Path:
+    """Write everything a run leaves behind into ``out`` (created if needed). ``figure``
+    draws curves.png (the caller passes it in: the trainer never imports the report layer)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")
-    with open(out / "history.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(result.history)
+    write_history(out / "history.csv", result.history, result.events)
     summary = {**result.summary(), "versions": _versions(), **(extra or {})}
-    (out / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if result.history:
-        fig = plot_curves(result.history, title=f"{cfg.data.name} / {cfg.model.name}")
-        fig.savefig(out / "curves.png", dpi=110)
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+    _atomic_text(out / "result.json", json.dumps(summary, indent=2) + "\n")
+    if result.history and figure is not None:
+        figure(out, cfg, result)
     if result.model is not None:
         torch.save(result.model.state_dict(), out / "model.pt")
     return out
