@@ -80,59 +80,13 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = (), *, epochs: Option
         >>> resume(first.run_dir, epochs=2).epochs_run
         2
     """
-    from tunelab.trainer import state as run_state
-    from tunelab.trainer.lineage import pick_checkpoint, run_config
+    from tunelab.trainer.lineage import plan_resume
 
-    run_dir = Path(run_dir)
-    old = run_config(run_dir)
-    changes = list(overrides) + ([f"training.epochs={epochs}"] if epochs is not None else [])
-    cfg = replace(old, changes) if changes else old
-    payload = run_state.load(pick_checkpoint(run_dir, checkpoint))
-    done, step = payload["state"]["epoch"], payload["state"]["step"]
-    _check_resume_changes(old, cfg, done, step, epochs, _custom_model(run_dir) and model is None)
-    if cfg.optimizer.name != old.optimizer.name:
-        payload = {**payload, "optimizer": None}  # another optimizer starts with a fresh state
-    run = prepare(cfg, model=model)
-    event = {"kind": "resume", "epoch": done + 1, "step": step, "checkpoint": checkpoint,
-             "changes": list(changes), "optimizer_state": payload["optimizer"] is not None}
+    plan = plan_resume(run_dir, overrides, epochs, checkpoint, model_given=model is not None)
+    run = prepare(plan.cfg, model=model)
     extra = {"custom_schedule": schedule is not None, "custom_model": model is not None}
-    return _execute(run, run_dir, payload, extra, event=event, schedule=schedule, on_epoch=on_epoch,
-                    on_batch=on_batch, control=control, on_event=on_event)
-
-
-def _custom_model(run_dir: Path) -> bool:
-    import json
-
-    try:
-        return bool(json.loads((run_dir / "result.json").read_text()).get("custom_model"))
-    except (OSError, ValueError):
-        return False
-
-
-def _check_resume_changes(old: RunConfig, new: RunConfig, done: int, step: int, epochs: Optional[int],
-                          needs_model: bool) -> None:
-    """What a checkpoint cannot follow: other data, another architecture, a new seed, another
-    batch size mid-epoch, fewer epochs than are done."""
-    from tunelab.config import to_dict
-    from tunelab.errors import ConfigError
-
-    if needs_model:
-        raise ConfigError("the run was trained with a custom model (Python API); resume it from Python "
-                          "with tunelab.resume(run_dir, model=...)")
-    for section, allowed in (("data", {"dir"}), ("model", {"dropout"})):
-        a, b = to_dict(getattr(old, section)), to_dict(getattr(new, section))
-        for key in sorted(k for k in a if a[k] != b[k] and k not in allowed):
-            raise ConfigError(f"{section}.{key}={b[key]!r} cannot change on resume (the checkpoint was trained "
-                              f"with {a[key]!r}); start a new run with tunelab train")
-    if new.training.seed != old.training.seed:
-        raise ConfigError(f"training.seed={new.training.seed} cannot change on resume (the random streams "
-                          f"continue from the checkpoint); start a new run with tunelab train")
-    if step > 0 and new.training.batch_size != old.training.batch_size:
-        raise ConfigError(f"training.batch_size={new.training.batch_size} cannot change in the middle of "
-                          f"epoch {done + 1}; resume from an epoch-end checkpoint (--from EPOCH) to change it")
-    if new.training.epochs < done or (epochs is not None and new.training.epochs <= done and step == 0):
-        raise ConfigError(f"epochs={new.training.epochs} is out of range; the run has done {done} epochs, "
-                          f"allowed: more than {done}")
+    return _execute(run, Path(run_dir), plan.payload, extra, event=plan.event, schedule=schedule,
+                    on_epoch=on_epoch, on_batch=on_batch, control=control, on_event=on_event)
 
 
 def _execute(run, run_dir: Optional[Path], payload, extra: dict, event: Optional[dict] = None,
@@ -141,17 +95,30 @@ def _execute(run, run_dir: Optional[Path], payload, extra: dict, event: Optional
     from tunelab.report.figures import write_curves
     from tunelab.trainer.live import LiveFolder
     from tunelab.trainer.runfolder import write_run
+    from tunelab.trainer.tensorboard import open_log
 
     cfg = run.cfg
-    folder = LiveFolder(run_dir, cfg, fresh=payload is None) if run_dir is not None else None
-    if control is None and run_dir is not None:
-        control = Control(run_dir)
-    if event is not None:
-        if folder is not None:
-            folder.event(event)
-        payload = _with_event(payload, event)
-    result = fit(cfg, run.data, run.model, on_epoch=on_epoch, on_batch=on_batch, schedule_fn=schedule,
-                 control=control, folder=folder, resume=payload, on_event=on_event)
+    # opened first: a missing tensorboard package fails before the run folder is touched
+    tb = open_log(cfg, run_dir / "tensorboard" if run_dir is not None else None,
+                  first_epoch=payload["state"]["epoch"] + 1 if payload is not None else 1)
+    result = None
+    try:
+        if tb is not None:
+            on_epoch, on_event = tb.hooks(on_epoch, on_event)
+        folder = LiveFolder(run_dir, cfg, fresh=payload is None) if run_dir is not None else None
+        if control is None and run_dir is not None:
+            control = Control(run_dir)
+        if event is not None:
+            if folder is not None:
+                folder.event(event)
+            if on_event is not None:
+                on_event(event)
+            payload = _with_event(payload, event)
+        result = fit(cfg, run.data, run.model, on_epoch=on_epoch, on_batch=on_batch, schedule_fn=schedule,
+                     control=control, folder=folder, resume=payload, on_event=on_event)
+    finally:
+        if tb is not None:  # closed even when fit raises: the events so far stay readable
+            tb.close(result)
     result.config, result.run_dir = cfg, None
     if folder is not None:
         extra = {"device": str(run.device), "data_sizes": run.data.sizes(), **extra}

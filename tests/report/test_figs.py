@@ -173,3 +173,21 @@ def test_best_curves_are_the_best_trials_in_order(study):
         f"trial {t.number} ({t.value:.4g})" for t in sorted(study.trials, key=lambda t: t.value)[:3]]
     assert d["curves"][0]["val_loss"][0] == pytest.approx(best[0])
     assert d["curves"][0]["epoch"] == [1, 2, 3, 4]
+
+
+def test_a_finished_fork_redraws_its_parents_curves_with_the_child(tmp_path):
+    import os
+
+    import tunelab
+    from tunelab.report.figures import lineage_lines
+    from tunelab.trainer.lineage import make_fork
+
+    cfg = {"model": {"hidden": [8]}, "training": {"epochs": 2, "threads": 1}}
+    parent = tunelab.train(cfg, out=tmp_path / "parent").run_dir
+    os.utime(parent / "curves.png", (0, 0))  # an old drawing: the fork must replace it
+    child = make_fork(parent, "1", ["optimizer.lr=0.01"], tmp_path / "child")
+    assert [line.label for line in lineage_lines(child)] == ["parent parent"]
+    tunelab.resume(child)
+    assert (parent / "curves.png").stat().st_mtime > 0
+    (fork,) = lineage_lines(parent)
+    assert fork.label == "fork child" and fork.branch_epoch == 1 and len(fork.history) == 2

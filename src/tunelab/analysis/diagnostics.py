@@ -22,7 +22,8 @@ hidden layer (statistics over every unit and sample of the activation's output):
 - ``grad_norm``: the L2 norm of the cross-entropy gradient of the feeding layer's weight.
 
 ``diagnose`` measures a freshly built model of a config at init and after ``epochs`` epochs
-of ``fit``; ``warnings_for`` turns both lists into advice in words.
+of ``fit``; ``diagnose_weights`` measures given weights (a run folder's model.pt);
+``warnings_for`` turns the lists into advice in words.
 
 Example:
     >>> from tunelab.config import from_dict
@@ -46,7 +47,7 @@ from tunelab.config import RunConfig, replace, to_dict
 from tunelab.errors import ConfigError
 from tunelab.nn.activations import ACTIVATIONS
 
-__all__ = ["layer_stats", "diagnose", "warnings_for", "hidden_layers", "activation_stats"]
+__all__ = ["layer_stats", "diagnose", "diagnose_weights", "warnings_for", "hidden_layers", "activation_stats"]
 
 BINS = 50
 SATURATING = {"sigmoid": (0.02, 0.98), "tanh": (-0.98, 0.98)}  # inside = not saturated
@@ -314,27 +315,32 @@ def warnings_for(stats_init: Sequence[dict], stats_trained: Optional[Sequence[di
     gradient norm ratio below 1e-3 (vanishing) or above 1e3 (exploding), per phase; last/first
     hidden activation std below 1e-2 (the signal vanishes with depth), per phase; units
     with identical pre-activations (symmetry not broken). Layers are numbered from 1.
+    ``stats_init`` may be empty: the stats of trained weights alone (a saved model).
 
     Example:
         >>> layer = dict(layer=2, kind="hidden", activation="relu", saturated_fraction=None,
         ...              dead_fraction=0.63, units_identical=False, grad_norm=1.0)
         >>> warnings_for([dict(layer, dead_fraction=0.0)], [layer])
         ['layer 2 (relu): 63% of units dead after training; try he init, a lower lr or leaky_relu']
+        >>> warnings_for([], [layer]) == warnings_for([dict(layer, dead_fraction=0.0)], [layer])
+        True
     """
     init, trained = _hidden(stats_init), _hidden(stats_trained)
-    after = {s["layer"]: s for s in trained}
+    before, after = {s["layer"]: s for s in init}, {s["layer"]: s for s in trained}
     out: list[str] = []
-    for s in init:
-        t = after.get(s["layer"], {})
+    # Every layer either phase measured: a saved model has trained stats and no init ones.
+    for number in dict.fromkeys([*before, *after]):
+        s, t = before.get(number, {}), after.get(number, {})
+        layer = s or t
         if s.get("units_identical") or t.get("units_identical"):
-            out.append(f"layer {s['layer']}: all units compute the same function "
+            out.append(f"layer {number}: all units compute the same function "
                        "(symmetry not broken); use a random init")
-        dead_advice = ("try he init, a lower lr or leaky_relu" if s["activation"] == "relu"
+        dead_advice = ("try he init, a lower lr or leaky_relu" if layer["activation"] == "relu"
                        else "try he init or a lower lr")
         for message in (
-            _fractions_message(s, s["saturated_fraction"], t.get("saturated_fraction"), SATURATED_WARN,
-                               "saturated", "try xavier init or batch norm"),
-            _fractions_message(s, s["dead_fraction"], t.get("dead_fraction"), DEAD_WARN,
+            _fractions_message(layer, s.get("saturated_fraction"), t.get("saturated_fraction"),
+                               SATURATED_WARN, "saturated", "try xavier init or batch norm"),
+            _fractions_message(layer, s.get("dead_fraction"), t.get("dead_fraction"), DEAD_WARN,
                                "dead", dead_advice),
         ):
             if message:
@@ -397,3 +403,35 @@ def diagnose(cfg: RunConfig, *, epochs: int = 1, batch: int = 512, data=None) ->
         warnings.append(f"training diverged: {result.message}")
     return dict(context=_context(cfg, data, epochs, len(yb), result), config=to_dict(cfg),
                 init=init, trained=trained, warnings=warnings)
+
+
+def diagnose_weights(cfg: RunConfig, weights: dict[str, Tensor], *, batch: int = 512,
+                     data=None) -> dict[str, Any]:
+    """Layer stats and warnings of ``weights`` (a state dict, say a run folder's model.pt)
+    loaded into the model ``cfg`` builds, on the probe batch ``diagnose`` uses.
+
+    Returns ``{"batch": examples measured, "trained": layer stats, "warnings": advice}``;
+    weights that do not fit the model are one ConfigError.
+
+    Example:
+        >>> from tunelab.config import from_dict
+        >>> from tunelab.trainer.prepare import prepare
+        >>> cfg = from_dict({"model": {"hidden": [8]}})
+        >>> zeros = {k: torch.zeros_like(v) for k, v in prepare(cfg).model.state_dict().items()}
+        >>> diagnose_weights(cfg, zeros, batch=64)["warnings"][0]
+        'layer 1: all units compute the same function (symmetry not broken); use a random init'
+    """
+    from tunelab.trainer.prepare import prepare
+
+    if batch < 1:
+        raise ConfigError(f"batch={batch} is out of range; allowed: [1, inf]")
+    run = prepare(cfg, data=data)
+    try:
+        run.model.load_state_dict(weights)
+    except RuntimeError as e:  # torch lists every mismatch over many lines; the first says enough
+        first = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise ConfigError(f"the weights do not fit the model that model.* builds ({cfg.model.name}, "
+                          f"hidden={list(cfg.model.hidden)}): {first}") from None
+    xb, yb = _probe_batch(run.data, batch, cfg.training.seed)
+    trained = layer_stats(run.model, xb, yb)
+    return dict(batch=len(yb), trained=trained, warnings=warnings_for([], trained))

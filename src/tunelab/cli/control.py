@@ -31,6 +31,8 @@ def control_command(
     for text in commands:
         parse_command(text)  # every command checked before any is sent
     status = read_status(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run folder {str(run_dir)!r} does not exist")
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"run folder {str(run_dir)!r} has no config.yaml; is it a tunelab run folder?")
     if status.get("status") not in ("running", "paused"):

@@ -1,4 +1,4 @@
-"""``tunelab report``: one self-contained HTML file for a compare or a tune study."""
+"""``tunelab report``: one self-contained HTML file for a compare, a tune study or a run folder."""
 
 from __future__ import annotations
 
@@ -15,21 +15,32 @@ from tunelab.trainer.runfolder import check_writable
 def report_command(
     compare: Optional[str] = typer.Option(None, "--compare", help="Name of a compare run (see `tunelab studies list`: compare:NAME)."),
     study: Optional[str] = typer.Option(None, "--study", help="Name of a tune study."),
+    run: Optional[Path] = typer.Option(None, "--run", help="A run folder (tunelab train --out RUN_DIR): its curves, "
+                                       "interventions, lineage, result, config and diagnostics."),
     storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default sqlite:///tunelab.db)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file (compare: a folder) to write."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file (compare: a folder) to write; "
+                                       "--run: default RUN_DIR/report.html."),
+    no_diagnostics: bool = typer.Option(False, "--no-diagnostics", help="--run: skip the layer statistics of "
+                                        "the saved weights (they load the run's data)."),
 ) -> None:
-    """Build the HTML report (figures embedded, works offline) from storage alone."""
+    """Build the HTML report (figures embedded, works offline) from storage or a run folder."""
     from tunelab.report.assemble import study_sections
     from tunelab.report.html import build_report, write_report
     from tunelab.search.results import load_study
     from tunelab.search.tune import DEFAULT_STORAGE
 
-    if (compare is None) == (study is None):
-        raise ConfigError("give exactly one of --compare NAME or --study NAME")
+    if sum(x is not None for x in (compare, study, run)) != 1:
+        raise ConfigError("give exactly one of --compare NAME, --study NAME or --run RUN_DIR")
     storage = storage or DEFAULT_STORAGE
     if out is not None:
         check_writable(out, "--out", kind="folder" if compare is not None else "file")
     console = Console()
+    if run is not None:
+        from tunelab.report.run_sections import write_run_report
+
+        path = write_run_report(run, out, diagnostics=not no_diagnostics)
+        console.print(f"report: {path}", highlight=False, soft_wrap=True)
+        return
     if compare is not None:
         from tunelab.cli.compare import finish_compare
         from tunelab.search.compare import compare_study_name, load_design

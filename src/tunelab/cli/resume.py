@@ -10,7 +10,7 @@ from rich.console import Console
 
 from tunelab.api import resume
 from tunelab.cli.train import finish, run_live
-from tunelab.trainer.lineage import run_config
+from tunelab.trainer.lineage import plan_resume
 
 
 def resume_command(
@@ -22,7 +22,7 @@ def resume_command(
     watch: bool = typer.Option(False, "--watch", "-w", help="Full-screen live dashboard (see tunelab train --watch)."),
 ) -> None:
     """Continue a run exactly where its checkpoint left it (after a stop, Ctrl-C or a crash)."""
-    cfg = run_config(run_dir, list(set_) + ([f"training.epochs={epochs}"] if epochs is not None else []))
+    cfg = plan_resume(run_dir, set_, epochs, checkpoint).cfg  # every error: one line, before any output
     console = Console(quiet=quiet)
     runner = lambda **hooks: resume(run_dir, set_, epochs=epochs, checkpoint=checkpoint, **hooks)  # noqa: E731
     finish(run_live(cfg, run_dir, runner, console, watch=watch), console)

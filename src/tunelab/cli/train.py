@@ -68,7 +68,7 @@ def run_live(cfg, out: Path, runner: Callable[..., Any], console: Console, watch
              first_epoch: int = 0):
     """Run ``runner(on_epoch=..., on_batch=..., on_event=..., control=...)`` with the live
     dashboard (``watch`` on a terminal) or the progress bar and epoch table."""
-    if watch and console.is_terminal:
+    if watch and console.is_terminal and not console.quiet:
         from tunelab.cli.dashboard import run_dashboard
 
         return run_dashboard(cfg, out, runner, console)

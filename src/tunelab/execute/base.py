@@ -28,6 +28,8 @@ class TrialSpec:
 
     ``fn`` is a user objective ``fn(config: dict, reporter) -> float`` (module-level, so it
     can be pickled to a worker process); None means "train config with tunelab".
+    ``log_dir`` is where a trained config with ``training.log: [tensorboard]`` writes its
+    event files; None: none are written.
     """
 
     number: int
@@ -36,6 +38,7 @@ class TrialSpec:
     fn: Optional[Callable[..., float]] = None
     seed: int = 0
     test: bool = False  # read the test set at the end (compare runs); search trials never do
+    log_dir: Optional[str] = None  # the trial's TensorBoard folder (set by the driver when the config asks)
 
 
 @dataclass(frozen=True)

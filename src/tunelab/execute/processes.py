@@ -67,6 +67,7 @@ def _worker_main(conn: Connection, threads: int) -> None:
         conn.send(("ready", torch.get_num_threads()))
         while (msg := conn.recv()) is not None:  # None: the driver asks us to exit
             number, payload = msg
+            set_threads(threads)  # the worker's share again: the last trial's training.threads may differ
             final = _run_one(conn, number, payload)
             try:
                 conn.send(("final", final))

@@ -52,6 +52,7 @@ def _train(spec: TrialSpec, report: Report) -> Event:
     from tunelab.config import from_dict
     from tunelab.trainer.fit import fit
     from tunelab.trainer.prepare import prepare
+    from tunelab.trainer.tensorboard import open_log
 
     cfg = from_dict(spec.config)
     run = prepare(cfg, cache=True)  # threads (training.threads), data once per process, seeds, model
@@ -64,7 +65,15 @@ def _train(spec: TrialSpec, report: Report) -> Event:
             return "stop"
         return None
 
-    result = fit(cfg, data, model, on_epoch=on_epoch, test=spec.test)  # search: validation only
+    tb = open_log(cfg, spec.log_dir)
+    if tb is not None:
+        on_epoch = tb.hooks(on_epoch)[0]
+    result = None
+    try:
+        result = fit(cfg, data, model, on_epoch=on_epoch, test=spec.test)  # search: validation only
+    finally:
+        if tb is not None:
+            tb.close(result)
     metrics = {**result.summary(), "history": result.history}
     if result.status == "diverged":
         return Event(spec.number, "failed", result.epochs_run, metrics=metrics, error=f"diverged: {result.message}")

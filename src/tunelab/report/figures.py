@@ -19,6 +19,10 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+# read_history lives beside write_history (the run folder is read outside the report layer
+# too); imported here because lineage_lines uses it and callers know it from this module.
+from tunelab.trainer.runfolder import read_history  # noqa: E402
+
 __all__ = ["plot_curves", "write_curves", "Line"]
 
 
@@ -72,36 +76,49 @@ def plot_curves(history: Sequence[dict[str, float]], title: str = "", events: Se
     return fig
 
 
-def read_history(run_dir: Path) -> list[dict]:
-    """history.csv of a run folder as numbers (empty when there is none)."""
-    import csv
-
-    path = Path(run_dir) / "history.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if k != "interventions" and v not in ("", None)}
-                for row in csv.DictReader(f)]
-
-
 def lineage_lines(run_dir: Path) -> list[Line]:
-    """The parent of a fork (up to the branch) and the forks of a run, as extra lines."""
+    """The parent of a fork and the forks of a run, as extra lines."""
     from tunelab.trainer.lineage import read_forks, read_lineage
 
     lines = []
     lineage = read_lineage(run_dir)
     if lineage and lineage["parent_dir"] is not None:
-        parent = [h for h in read_history(lineage["parent_dir"]) if h["epoch"] <= lineage["epoch"]]
-        lines.append(Line(f"parent {lineage['parent_dir'].name}", parent, lineage["epoch"]))
+        # the whole parent: up to the branch it lies under the fork's own line
+        lines.append(Line(f"parent {lineage['parent_dir'].name}", read_history(lineage["parent_dir"]),
+                          lineage["epoch"]))
     for fork in read_forks(run_dir):
         if fork["child_dir"] is not None:
             lines.append(Line(f"fork {fork['child_dir'].name}", read_history(fork["child_dir"]), fork["epoch"]))
     return lines
 
 
-def write_curves(out: Path, cfg: Any, result: Any) -> None:
-    """curves.png of a run folder: its curves, its interventions, its parent and forks."""
-    fig = plot_curves(result.history, title=f"{cfg.data.name} / {cfg.model.name}", events=result.events,
-                      others=lineage_lines(out))
+def _save_curves(out: Path, history, title: str, events) -> None:
+    fig = plot_curves(history, title=title, events=events, others=lineage_lines(out))
     fig.savefig(Path(out) / "curves.png", dpi=110)
     plt.close(fig)
+
+
+def write_curves(out: Path, cfg: Any, result: Any) -> None:
+    """curves.png of a run folder: its curves, its interventions, its parent and forks. A fork
+    that finishes draws its parent's curves.png again, so the parent shows its children too."""
+    from tunelab.trainer.lineage import read_lineage
+
+    _save_curves(out, result.history, f"{Path(out).name}: {cfg.data.name} / {cfg.model.name}", result.events)
+    lineage = read_lineage(out)
+    if lineage and lineage["parent_dir"] is not None:
+        redraw_curves(lineage["parent_dir"])
+
+
+def redraw_curves(run_dir: Path) -> None:
+    """Draw a finished run folder's curves.png again from its files (a running one is left to
+    its own trainer)."""
+    from tunelab.analysis.run_report import read_events
+    from tunelab.trainer.lineage import run_config
+    from tunelab.trainer.live import read_status
+
+    run_dir = Path(run_dir)
+    history = read_history(run_dir)
+    if not history or read_status(run_dir).get("status") in ("running", "paused"):
+        return
+    cfg = run_config(run_dir)
+    _save_curves(run_dir, history, f"{run_dir.name}: {cfg.data.name} / {cfg.model.name}", read_events(run_dir))

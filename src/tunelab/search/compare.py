@@ -26,7 +26,7 @@ from tunelab.analysis.designs import Arm, arm_config
 from tunelab.errors import ConfigError
 from tunelab.execute.base import TrialSpec
 from tunelab.search.storage import storage_errors
-from tunelab.search.study import Progress, StudyDriver, recover_stale
+from tunelab.search.study import Progress, StudyDriver, recover_stale, tensorboard_root
 
 __all__ = ["run_compare", "compare_study_name", "load_design", "CompareDriver"]
 
@@ -59,7 +59,9 @@ class CompareDriver(StudyDriver):
     def __init__(self, study: optuna.Study, base: dict, arms: list[Arm], seeds: list[int],
                  on_progress: Optional[Callable[[Progress], None]] = None) -> None:
         self.arms, self.seeds = arms, seeds
-        super().__init__(study, None, [], base, len(arms) * len(seeds), None, on_progress)
+        # runs/tensorboard/compare-NAME, like the report's runs/compare-NAME
+        log_root = tensorboard_root(f"compare-{study.study_name.split(':', 1)[-1]}")
+        super().__init__(study, None, [], base, len(arms) * len(seeds), None, on_progress, log_root)
         names = [a.name for a in arms]
         self.arm_labels = names if len(set(names)) == len(names) else [f"{i}: {n}" for i, n in enumerate(names)]
         self.param_dists = {"arm": CategoricalDistribution(self.arm_labels),
@@ -82,9 +84,10 @@ class CompareDriver(StudyDriver):
                 trial = self.study.ask(self.param_dists)
                 for key, value in (("arm", i), ("arm_name", arm.name), ("seed", seed), ("config", config)):
                     trial.set_user_attr(key, value)
+                log_dir = self.log_dir(trial, config)
                 self.live[trial.number], self.t0[trial.number] = trial, _now()
                 self.progress.running = len(self.live)
-                yield TrialSpec(trial.number, config, "val_accuracy", None, seed, test=True)
+                yield TrialSpec(trial.number, config, "val_accuracy", None, seed, test=True, log_dir=log_dir)
 
     def on_event(self, ev):
         if ev.kind == "epoch":  # no pruning in a compare: every run goes to its end
@@ -125,7 +128,10 @@ def run_compare(base: dict, arms: list[Arm], seeds: list[int], *, name: str, sto
                 on_progress: Optional[Callable[[Progress], None]] = None) -> optuna.Study:
     """Run every (arm, seed) not yet in storage; return the compare's study."""
     from tunelab.execute import make_executor
+    from tunelab.trainer.tensorboard import require_tensorboard, wants_tensorboard
 
+    if any(wants_tensorboard(arm_config(base, arm, seeds[0])) for arm in arms):
+        require_tensorboard()  # one line now, not one failed run per (arm, seed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with storage_errors(storage):
         study = optuna.create_study(study_name=compare_study_name(name), storage=storage,

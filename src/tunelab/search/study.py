@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import optuna
@@ -25,9 +26,22 @@ from tunelab.errors import ConfigError
 from tunelab.execute.base import Decision, Event, Executor, TrialSpec
 from tunelab.search.space import SearchSpace
 
-__all__ = ["StudyDriver", "Progress", "versions", "finished_count", "recover_stale"]
+__all__ = ["StudyDriver", "Progress", "versions", "finished_count", "recover_stale", "tensorboard_root",
+           "TENSORBOARD_ROOT"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+TENSORBOARD_ROOT = Path("runs") / "tensorboard"  # beside `tunelab train`'s runs/, so one --logdir runs/ shows all
+
+
+def tensorboard_root(study_name: str) -> Path:
+    """Where the trials of a study write their TensorBoard folders (``trial-NNNN``).
+
+    Example:
+        >>> tensorboard_root("mnist/lr").as_posix()
+        'runs/tensorboard/mnist_lr'
+    """
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study_name)
+    return TENSORBOARD_ROOT / safe
 
 
 def versions() -> dict[str, str]:
@@ -96,8 +110,10 @@ class StudyDriver:
 
     def __init__(self, study: optuna.Study, space: Optional[SearchSpace], keys: list[str], base: dict,
                  target: int, objective_fn: Optional[Callable[..., float]] = None,
-                 on_progress: Optional[Callable[[Progress], None]] = None) -> None:
+                 on_progress: Optional[Callable[[Progress], None]] = None,
+                 log_root: Optional[Path] = None) -> None:
         self.study, self.space, self.keys, self.base = study, space, keys, base
+        self.log_root = log_root if log_root is not None else tensorboard_root(study.study_name)
         self.target, self.fn, self.on_progress = target, objective_fn, on_progress
         self.dists = space.optuna_params(keys) if space is not None else {}
         self.live: dict[int, optuna.trial.Trial] = {}
@@ -146,9 +162,23 @@ class StudyDriver:
             for key, value in (("config", config), ("params", values), ("seed", seed),
                                ("versions", versions())):
                 trial.set_user_attr(key, value)
+            log_dir = self.log_dir(trial, config)
             self.live[trial.number], self.t0[trial.number] = trial, time.perf_counter()
             self.progress.running = len(self.live)
-            yield TrialSpec(trial.number, config, self.space.objective_metric, self.fn, seed)
+            yield TrialSpec(trial.number, config, self.space.objective_metric, self.fn, seed, log_dir=log_dir)
+
+    def log_dir(self, trial: optuna.trial.Trial, config: dict) -> Optional[str]:
+        """The trial's TensorBoard folder when its config asks for one (kept as the trial's
+        ``tensorboard`` attribute); a folder left by an earlier study of the same name is not
+        reused. The path is absolute so worker processes agree on it."""
+        from tunelab.trainer.runfolder import fresh_dir
+        from tunelab.trainer.tensorboard import wants_tensorboard
+
+        if self.fn is not None or not wants_tensorboard(config):
+            return None
+        path = str(fresh_dir(self.log_root, f"trial-{trial.number:04d}").resolve())
+        trial.set_user_attr("tensorboard", path)
+        return path
 
     # ------------------------------------------------------------------ events
     def on_event(self, ev: Event) -> Decision:

@@ -54,6 +54,15 @@ def load_space(space: Union[str, Path, dict, SearchSpace], custom: bool = False)
     return SearchSpace.load(space, validate_config=not custom)
 
 
+def _wants_tensorboard(space: SearchSpace) -> bool:
+    """Whether the base config or a choice in the space sets ``training.log: [tensorboard]``."""
+    from tunelab.trainer.tensorboard import wants_tensorboard
+
+    return wants_tensorboard(space.base) or any(
+        "tensorboard" in json.dumps(list(dist.choices), default=str)
+        for key, dist in space.params.items() if key.startswith("training.log"))
+
+
 def _max_epochs(space: SearchSpace) -> int:
     dist = space.params.get("training.epochs")
     if dist is not None and dist.choices:
@@ -109,7 +118,8 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
 
     ``objective(config: dict, reporter) -> float`` tunes your own code: call
     ``reporter.report(value, epoch)`` after each epoch so the pruner can stop it.
-    Running the same call again continues the study up to ``trials`` in total.
+    Running the same call again continues the study up to ``trials`` in total. Trials whose
+    config sets ``training.log: [tensorboard]`` write ``runs/tensorboard/<study>/trial-NNNN``.
     """
     from tunelab.execute import make_executor
 
@@ -124,6 +134,10 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
         raise ConfigError(f"--round-size={round_size} is out of range; allowed: 4 or more "
                           f"(the top quarter of a round must hold a trial)")
     sp = load_space(space, custom=objective is not None)
+    if objective is None and _wants_tensorboard(sp):
+        from tunelab.trainer.tensorboard import require_tensorboard
+
+        require_tensorboard()  # one line now, not one failed trial each
     name = study or (Path(space).stem if isinstance(space, (str, Path)) else "study")
     storage = storage or DEFAULT_STORAGE
     stage_keys = sp.stages if stages else [list(sp.params)]

@@ -76,8 +76,8 @@ def apply_command(state: RunState, command: dict[str, Any], lr_now: float) -> tu
     optimizer uses now, schedule x multiplier). stop, checkpoint and fork change no state:
     the trainer acts on them."""
     cmd, value = command["cmd"], command.get("value")
-    scheduled = lr_now / state.lr_mult  # the schedule's lr, without the user's multiplier
-    if cmd == "lr":
+    scheduled = lr_now / state.lr_mult  # the schedule's lr, without the user's multiplier (lr_mult > 0)
+    if cmd == "lr" and scheduled > 0:  # a schedule at 0 (a user function) leaves nothing to scale
         state = dataclasses.replace(state, lr_mult=value / scheduled)
     elif cmd == "lr_scale":
         state = dataclasses.replace(state, lr_mult=state.lr_mult * value)

@@ -54,7 +54,7 @@ class EpochEvent:
     epochs: int
     metrics: dict[str, float]
     grad_norms: dict[str, float] = field(default_factory=dict)  # per parameter, last step
-    next_lr: float = math.nan  # the lr the next epoch starts with (schedule x user multiplier)
+    next_lr: float = math.nan  # the lr in use at the end of the epoch (schedule x plateau x user), before the epoch-end policy
 
 
 @dataclass
@@ -130,7 +130,7 @@ class _Live:
     # ---- checkpoints
     def payload(self) -> dict[str, Any]:
         partial = None
-        if self.state.step > 0:  # mid-epoch: the epoch's order and running sums
+        if self.perm is not None:  # an epoch in progress (even before its first step): its order and sums
             partial = {"perm": self.perm.cpu(), "loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu()}
         return {"format": FORMAT, "state": state_to_dict(self.state), "model": self.model.state_dict(),
                 "optimizer": self.opt.state_dict(), "best_weights": self.best_weights,
@@ -180,14 +180,14 @@ class _Live:
 
     def restore(self, payload: dict[str, Any]) -> None:
         """Continue from a checkpoint (see ``tunelab.trainer.resume``)."""
-        self.state = state_from_dict(payload["state"])
+        self.state = dataclasses.replace(state_from_dict(payload["state"]), paused=False)  # resumed: running
         self.model.load_state_dict(payload["model"])
         if payload.get("optimizer") is not None:  # None: another optimizer, fresh state
             load_optimizer_state(self.opt, payload["optimizer"])
         self.best_weights = payload.get("best_weights")
         set_rng_state(payload["rng"], self.gen, self.aug_gen)
         partial = payload.get("partial")
-        if partial is not None and self.state.step > 0:
+        if partial is not None:
             device = self.data.x_train.device
             self.perm = partial["perm"].to(device)
             self.loss_sum, self.correct = partial["loss_sum"].to(device), partial["correct"].to(device)
@@ -210,7 +210,7 @@ def _train_epoch(live: _Live, on_batch) -> Optional[tuple[float, float]]:
     n, every_steps = len(y), cfg.training.checkpoint.every_steps
     steps = math.ceil(n / bs)
     start = live.state.step
-    if start == 0:
+    if live.perm is None:  # a new epoch (not one resumed or stopped before its first step)
         live.perm = torch.randperm(n, generator=live.gen, device="cpu").to(x.device)
         live.loss_sum = torch.zeros((), device=x.device)
         live.correct = torch.zeros((), device=x.device, dtype=torch.int64)
@@ -221,6 +221,8 @@ def _train_epoch(live: _Live, on_batch) -> Optional[tuple[float, float]]:
         if live.control is not None and not live.obey(step):
             live.state = dataclasses.replace(live.state, step=step)
             return None
+        if step == 0:  # after the commands read before it: history's lr is the one the epoch used
+            live.state = dataclasses.replace(live.state, epoch_lr=live.lr(0))
         if live.sched.per_step:
             live.set_lr(step)
         # ---- one step
@@ -241,6 +243,7 @@ def _train_epoch(live: _Live, on_batch) -> Optional[tuple[float, float]]:
             live.checkpoint()
         if on_batch is not None:
             on_batch(live.state.epoch, step + 1, steps)
+    live.perm = None  # the epoch is done: the next one draws its own order
     return live.loss_sum.item() / n, live.correct.item() / n
 
 
@@ -290,23 +293,26 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
     try:
         while live.state.epoch < tc.epochs:
             epoch, t0 = live.state.epoch, time.perf_counter()
-            lr = live.lr(0)
             # ---- train, then evaluate on validation
             trained = _train_epoch(live, on_batch)
             if trained is None:  # stopped by a command between two steps
                 status, message = "stopped", live.stop_message
                 break
             train_loss, train_acc = trained
+            lr = live.state.epoch_lr
             val_loss, val_acc = evaluate(model, data.x_val, data.y_val, tc.eval_batch_size)
             metrics = dict(epoch=epoch + 1, train_loss=train_loss, train_accuracy=train_acc,
                            val_loss=val_loss, val_accuracy=val_acc, lr=lr,
                            seconds=time.perf_counter() - t0)
             # ---- the caller's answer, then the pure epoch-end policy
             finite = math.isfinite(train_loss) and math.isfinite(val_loss)
-            event = EpochEvent(epoch + 1, tc.epochs, metrics, _grad_norms(model), live.lr(0) if finite else lr)
+            event = EpochEvent(epoch + 1, tc.epochs, metrics, _grad_norms(model), live.lr(live.steps - 1) if finite else lr)
             answer = on_epoch(event) if on_epoch and finite else None
             live.state, action = epoch_end(live.state, metrics, cfg, answer)
-            if action.best and early_stopping_on(live.state, cfg) and tc.early_stopping.restore_best:
+            # keep the monitor's best weights while early stopping is on, or may be switched
+            # back on (the user touched the switch): restored only if on at the end
+            switchable = tc.early_stopping.enabled or live.state.early_stopping is not None
+            if action.best and switchable and tc.early_stopping.restore_best:
                 live.best_weights = copy.deepcopy(model.state_dict())
             # ---- the run folder: history, status, checkpoints
             if folder is not None and action.stop != "diverged":
@@ -322,7 +328,8 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
         status, message = "interrupted", f"interrupted after {len(live.state.history)} epochs"
     if status == "stopped" and trained is None and folder is not None:
         live.checkpoint()  # mid-epoch: resume continues at the next step
-    result = _finish(cfg, data, model, list(live.state.history), live.state.early, live.best_weights,
+    best_weights = live.best_weights if early_stopping_on(live.state, cfg) else None  # switched off: none
+    result = _finish(cfg, data, model, list(live.state.history), live.state.early, best_weights,
                      status, message, time.perf_counter() - start, test)
     result.events = list(live.state.events)
     return result

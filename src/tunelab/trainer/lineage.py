@@ -16,16 +16,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from tunelab.config import dump_config, replace
+from tunelab.config import RunConfig, dump_config, replace, to_dict
 from tunelab.errors import ConfigError
 from tunelab.trainer import state as run_state
-from tunelab.trainer.live import CHECKPOINTS
+from tunelab.trainer.live import CHECKPOINTS, read_status
 from tunelab.trainer.runfolder import fresh_dir
 
-__all__ = ["make_fork", "pick_checkpoint", "read_lineage", "read_forks", "run_config"]
+__all__ = ["make_fork", "pick_checkpoint", "read_lineage", "read_forks", "run_config", "plan_resume",
+           "ResumePlan", "check_changes"]
 
 
 def run_config(run_dir: str | Path, overrides: Sequence[str] = ()):
@@ -60,6 +62,69 @@ def pick_checkpoint(run_dir: str | Path, source: str = "last") -> Path:
     return path
 
 
+def check_changes(old: RunConfig, new: RunConfig, done: int, step: int, epochs: Optional[int] = None) -> None:
+    """What a checkpoint cannot follow: other data, another architecture (only model.dropout
+    may change), a new seed, another batch size mid-epoch, no epochs left to run."""
+    for section, allowed in (("data", {"dir"}), ("model", {"dropout"})):
+        a, b = to_dict(getattr(old, section)), to_dict(getattr(new, section))
+        for key in sorted(k for k in a if a[k] != b[k] and k not in allowed):
+            raise ConfigError(f"{section}.{key}={b[key]!r} cannot change from a checkpoint (it was trained "
+                              f"with {a[key]!r}); start a new run with tunelab train")
+    if new.training.seed != old.training.seed:
+        raise ConfigError(f"training.seed={new.training.seed} cannot change from a checkpoint (the random "
+                          f"streams continue from it); start a new run with tunelab train")
+    if step > 0 and new.training.batch_size != old.training.batch_size:
+        raise ConfigError(f"training.batch_size={new.training.batch_size} cannot change in the middle of "
+                          f"epoch {done + 1}; start from an epoch-end checkpoint (--from EPOCH) to change it")
+    if new.training.epochs < done or (new.training.epochs == done and (epochs is not None or step > 0)):
+        raise ConfigError(f"epochs={new.training.epochs} is out of range; the checkpoint has done {done} "
+                          f"epochs, allowed: more than {done}")
+
+
+@dataclass
+class ResumePlan:
+    """What resuming a run folder needs: the new config, the checkpoint payload (adjusted to the
+    changes) and the event that records the resume."""
+
+    cfg: RunConfig
+    payload: dict
+    event: dict
+
+
+def plan_resume(run_dir: str | Path, overrides: Sequence[str] = (), epochs: Optional[int] = None,
+                checkpoint: str = "last", model_given: bool = False) -> ResumePlan:
+    """Check everything before any work: the folder, the config changes, the checkpoint, that the
+    run is not running now, and that a custom model is given again."""
+    run_dir = Path(run_dir)
+    old = run_config(run_dir)
+    changes = list(overrides) + ([f"training.epochs={epochs}"] if epochs is not None else [])
+    cfg = replace(old, changes) if changes else old
+    status = read_status(run_dir)
+    if status.get("status") in ("running", "paused"):
+        raise ConfigError(f"run {str(run_dir)!r} is {status['status']} (pid {status.get('pid')}); "
+                          f"stop it first: tunelab control {run_dir} stop")
+    if _custom_model(run_dir) and not model_given:
+        raise ConfigError("the run was trained with a custom model (Python API); resume it from Python "
+                          "with tunelab.resume(run_dir, model=...)")
+    payload = run_state.load(pick_checkpoint(run_dir, checkpoint))
+    done, step = payload["state"]["epoch"], payload["state"]["step"]
+    check_changes(old, cfg, done, step, epochs)
+    if cfg.optimizer.name != old.optimizer.name:
+        payload = {**payload, "optimizer": None}  # another optimizer starts with a fresh state
+    if cfg.optimizer.lr != old.optimizer.lr:  # an lr set on resume is the lr: earlier multipliers end
+        payload = {**payload, "state": {**payload["state"], "lr_mult": 1.0}}
+    event = {"kind": "resume", "epoch": done + 1, "step": step, "checkpoint": checkpoint,
+             "changes": changes, "optimizer_state": payload["optimizer"] is not None}
+    return ResumePlan(cfg, payload, event)
+
+
+def _custom_model(run_dir: Path) -> bool:
+    try:
+        return bool(json.loads((run_dir / "result.json").read_text()).get("custom_model"))
+    except (OSError, ValueError):
+        return False
+
+
 def make_fork(parent: str | Path, source: str = "last", overrides: Sequence[str] = (),
               out: Optional[str | Path] = None) -> Path:
     """Create the child folder, ready to resume; returns its path."""
@@ -68,6 +133,7 @@ def make_fork(parent: str | Path, source: str = "last", overrides: Sequence[str]
     path = pick_checkpoint(parent, source)
     payload = run_state.load(path)  # a corrupt checkpoint: one line, nothing written
     st = payload["state"]
+    check_changes(run_config(parent), cfg, st["epoch"], st["step"])
     child = Path(out) if out is not None else fresh_dir(parent.parent, f"{parent.name}-fork")
     if child.exists() and any(child.iterdir()):
         raise ConfigError(f"--out={str(child)!r} is not empty; give a new folder for the fork")
@@ -77,6 +143,9 @@ def make_fork(parent: str | Path, source: str = "last", overrides: Sequence[str]
     lineage = {"parent": os.path.relpath(parent.resolve(), child.resolve()), "parent_abs": str(parent.resolve()),
                "checkpoint": path.name, "epoch": st["epoch"], "step": st["step"], "overrides": list(overrides)}
     (child / "lineage.json").write_text(json.dumps(lineage, indent=1) + "\n")
+    with open(child / "events.jsonl", "w") as f:  # the child's story starts with its branch
+        f.write(json.dumps({"kind": "fork", "parent": lineage["parent"], "checkpoint": path.name,
+                            "epoch": st["epoch"] + 1, "step": st["step"], "overrides": list(overrides)}) + "\n")
     (child / "status.json").write_text(json.dumps({"status": "ready", "epoch": st["epoch"],
                                                    "epochs": cfg.training.epochs}) + "\n")
     with open(parent / "forks.jsonl", "a") as f:

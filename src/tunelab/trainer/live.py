@@ -30,6 +30,7 @@ from typing import Any, Optional, Sequence
 
 from tunelab.config import RunConfig, dump_config
 from tunelab.trainer import state as run_state
+from tunelab.trainer.control import INBOX
 from tunelab.trainer.runfolder import _atomic_text, write_history
 
 __all__ = ["LiveFolder", "read_status", "CHECKPOINTS"]
@@ -48,6 +49,8 @@ class LiveFolder:
         if fresh:
             for stale in ("events.jsonl", "history.csv", "result.json", "status.json"):
                 (self.path / stale).unlink(missing_ok=True)
+        for left in (self.path / INBOX).glob("*.json"):  # commands sent to an earlier process of this folder
+            left.unlink(missing_ok=True)
         self._status: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ status and events

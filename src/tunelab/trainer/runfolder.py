@@ -25,7 +25,8 @@ from tunelab.errors import ConfigError
 if TYPE_CHECKING:
     from tunelab.trainer.fit import RunResult
 
-__all__ = ["write_run", "write_history", "default_run_dir", "fresh_dir", "check_writable", "HISTORY_COLUMNS"]
+__all__ = ["write_run", "write_history", "read_history", "default_run_dir", "fresh_dir", "check_writable",
+           "HISTORY_COLUMNS"]
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
                    "interventions"]
@@ -108,6 +109,17 @@ def write_history(path: Path, history: Sequence[dict], events: Sequence[dict] = 
         writer.writeheader()
         writer.writerows(_history_rows(history, events))
     os.replace(tmp, path)
+
+
+def read_history(run_dir: str | Path) -> list[dict]:
+    """history.csv of a run folder as numbers, without the interventions column (empty when
+    there is none)."""
+    path = Path(run_dir) / "history.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if k != "interventions" and v not in ("", None)}
+                for row in csv.DictReader(f)]
 
 
 FigureWriter = Callable[[Path, RunConfig, "RunResult"], None]

@@ -56,6 +56,7 @@ class RunState:
     lr_mult: float = 1.0
     early_stopping: Optional[bool] = None
     paused: bool = False
+    epoch_lr: Optional[float] = None  # the lr of the current epoch's first step (history's lr)
 
 
 def state_to_dict(state: RunState) -> dict[str, Any]:
