@@ -44,6 +44,8 @@ def tune_command(
     stages: bool = typer.Option(False, "--stages", help="Tune in stages by priority (the space file's `stages`), fixing earlier best values."),
     round_size: Optional[int] = typer.Option(None, "--round-size", help="coarse-to-fine: trials per round (default max(8, trials/4)); the top quarter of each round sets the next ranges."),
     out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for best.yaml."),
+    trial_folders: Optional[Path] = typer.Option(None, "--trial-folders", help="Give every trial a live run folder "
+                                                 "DIR/<study>/trial-NNNN that tunelab control and tunelab runs reach."),
 ) -> None:
     """Search hyperparameters over real training runs; keeps every trial in storage."""
     from tunelab.search.results import leaderboard
@@ -51,6 +53,8 @@ def tune_command(
     from tunelab.search.tune import tune
 
     check_writable(out, "--out")  # best.yaml goes there: fail now, not after the search
+    if trial_folders is not None:
+        check_writable(trial_folders, "--trial-folders")
     console = Console()
     started = time.perf_counter()
     state = {"at_start": None}
@@ -61,7 +65,7 @@ def tune_command(
             update(_status(p, started, state["at_start"]))
 
         try:
-            res = tune(space, sampler=sampler, trials=trials, pruner=pruner, workers=workers,
+            res = tune(space, sampler=sampler, trials=trials, pruner=pruner, workers=workers, trial_folders=trial_folders,
                        storage=storage, study=study, seed=seed, stages=stages, round_size=round_size,
                        on_progress=on_progress)
         except KeyboardInterrupt:

@@ -39,6 +39,7 @@ class TrialSpec:
     seed: int = 0
     test: bool = False  # read the test set at the end (compare runs); search trials never do
     log_dir: Optional[str] = None  # the trial's TensorBoard folder (set by the driver when the config asks)
+    run_dir: Optional[str] = None  # a live run folder (status, events, checkpoints; tunelab control reaches it)
 
 
 @dataclass(frozen=True)

@@ -68,19 +68,42 @@ def _train(spec: TrialSpec, report: Report) -> Event:
     tb = open_log(cfg, spec.log_dir)
     if tb is not None:
         on_epoch = tb.hooks(on_epoch)[0]
+    folder, control = _live_folder(spec, cfg)
     result = None
-    try:
-        result = fit(cfg, data, model, on_epoch=on_epoch, test=spec.test)  # search: validation only
+    try:  # search trials read validation only (test=spec.test)
+        result = fit(cfg, data, model, on_epoch=on_epoch, test=spec.test, folder=folder, control=control)
     finally:
         if tb is not None:
             tb.close(result)
+    if folder is not None:
+        _finish_folder(folder, cfg, result, spec)
     metrics = {**result.summary(), "history": result.history}
+    if result.status == "stopped" and not pruned["step"]:  # stopped by the user (tunelab control)
+        return Event(spec.number, "pruned", result.epochs_run, metrics=metrics)
     if result.status == "diverged":
         return Event(spec.number, "failed", result.epochs_run, metrics=metrics, error=f"diverged: {result.message}")
     if pruned["step"]:
         return Event(spec.number, "pruned", pruned["step"], metrics=metrics)
     value = _final_value(spec.objective, result)
     return Event(spec.number, "done", result.epochs_run, value=value, metrics=metrics)
+
+
+def _live_folder(spec: TrialSpec, cfg):
+    """The trial's live run folder and control channel, when the study keeps trial folders."""
+    if spec.run_dir is None:
+        return None, None
+    from tunelab.trainer.control import Control
+    from tunelab.trainer.live import LiveFolder
+
+    return LiveFolder(spec.run_dir, cfg), Control(spec.run_dir)
+
+
+def _finish_folder(folder, cfg, result, spec: TrialSpec) -> None:
+    from tunelab.trainer.runfolder import write_run
+
+    write_run(folder.path, cfg, result, {"trial": spec.number})  # no figure: trials draw nothing
+    folder.set_status(result.status, epoch=result.epochs_run, step=0,
+                      best_val_accuracy=result.summary()["best_val_accuracy"])
 
 
 def _final_value(objective: str, result) -> float:

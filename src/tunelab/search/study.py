@@ -111,8 +111,9 @@ class StudyDriver:
     def __init__(self, study: optuna.Study, space: Optional[SearchSpace], keys: list[str], base: dict,
                  target: int, objective_fn: Optional[Callable[..., float]] = None,
                  on_progress: Optional[Callable[[Progress], None]] = None,
-                 log_root: Optional[Path] = None) -> None:
+                 log_root: Optional[Path] = None, run_root: Optional[Path] = None) -> None:
         self.study, self.space, self.keys, self.base = study, space, keys, base
+        self.run_root = run_root  # trial run folders (None: trials keep no folder)
         self.log_root = log_root if log_root is not None else tensorboard_root(study.study_name)
         self.target, self.fn, self.on_progress = target, objective_fn, on_progress
         self.dists = space.optuna_params(keys) if space is not None else {}
@@ -165,7 +166,19 @@ class StudyDriver:
             log_dir = self.log_dir(trial, config)
             self.live[trial.number], self.t0[trial.number] = trial, time.perf_counter()
             self.progress.running = len(self.live)
-            yield TrialSpec(trial.number, config, self.space.objective_metric, self.fn, seed, log_dir=log_dir)
+            yield TrialSpec(trial.number, config, self.space.objective_metric, self.fn, seed, log_dir=log_dir,
+                            run_dir=self.run_dir(trial))
+
+    def run_dir(self, trial: optuna.trial.Trial) -> Optional[str]:
+        """The trial's run folder when the study keeps them (the trial's ``run_dir`` attribute;
+        absolute, so worker processes agree on it)."""
+        from tunelab.trainer.runfolder import fresh_dir
+
+        if self.run_root is None or self.fn is not None:
+            return None
+        path = str(fresh_dir(self.run_root, f"trial-{trial.number:04d}").resolve())
+        trial.set_user_attr("run_dir", path)
+        return path
 
     def log_dir(self, trial: optuna.trial.Trial, config: dict) -> Optional[str]:
         """The trial's TensorBoard folder when its config asks for one (kept as the trial's

@@ -113,13 +113,16 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
          study: Optional[str] = None, seed: Optional[int] = None,
          objective: Optional[Callable[..., float]] = None, stages: bool = False,
          round_size: Optional[int] = None, keep: float = 0.25,
-         on_progress: Optional[Callable[[Progress], None]] = None) -> TuneResult:
+         on_progress: Optional[Callable[[Progress], None]] = None,
+         trial_folders: Optional[Union[str, Path]] = None) -> TuneResult:
     """Search ``space`` with ``sampler`` for ``trials`` finished trials (see the CLI help).
 
     ``objective(config: dict, reporter) -> float`` tunes your own code: call
     ``reporter.report(value, epoch)`` after each epoch so the pruner can stop it.
     Running the same call again continues the study up to ``trials`` in total. Trials whose
     config sets ``training.log: [tensorboard]`` write ``runs/tensorboard/<study>/trial-NNNN``.
+    ``trial_folders`` (a folder) gives every trial a live run folder ``trial-NNNN`` in it, which
+    ``tunelab control`` and ``tunelab runs`` reach while the study runs.
     """
     from tunelab.execute import make_executor
 
@@ -165,7 +168,8 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
         if stages:
             st.set_user_attr("stage", {"index": i + 1, "keys": keys, "fixed": fixed})
         recover_stale(st)
-        driver = StudyDriver(st, stage_space, keys, base, target, objective, on_progress)
+        runs_root = Path(trial_folders) / st_name if trial_folders is not None else None
+        driver = StudyDriver(st, stage_space, keys, base, target, objective, on_progress, run_root=runs_root)
         with make_executor(workers) as executor:
             progress = driver.run(executor)
         value, best_vals, config, number = _best(st, sp, keys)
