@@ -84,6 +84,10 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = (), *, epochs: Option
 
     plan = plan_resume(run_dir, overrides, epochs, checkpoint, model_given=model is not None)
     run = prepare(plan.cfg, model=model)
+    if plan.threads is not None:  # auto threads: keep the count the run started with
+        from tunelab.trainer.prepare import set_threads
+
+        set_threads(plan.threads)
     extra = {"custom_schedule": schedule is not None, "custom_model": model is not None}
     return _execute(run, Path(run_dir), plan.payload, extra, event=plan.event, schedule=schedule,
                     on_epoch=on_epoch, on_batch=on_batch, control=control, on_event=on_event)
@@ -105,7 +109,9 @@ def _execute(run, run_dir: Optional[Path], payload, extra: dict, event: Optional
     try:
         if tb is not None:
             on_epoch, on_event = tb.hooks(on_epoch, on_event)
-        folder = LiveFolder(run_dir, cfg, fresh=payload is None) if run_dir is not None else None
+        extra = {"device": str(run.device), "data_sizes": run.data.sizes(), "threads": torch.get_num_threads(),
+                 **extra}  # also in the running result.json: a resume after a kill needs them
+        folder = LiveFolder(run_dir, cfg, fresh=payload is None, extra=extra) if run_dir is not None else None
         if control is None and run_dir is not None:
             control = Control(run_dir)
         if event is not None:
@@ -121,7 +127,6 @@ def _execute(run, run_dir: Optional[Path], payload, extra: dict, event: Optional
             tb.close(result)
     result.config, result.run_dir = cfg, None
     if folder is not None:
-        extra = {"device": str(run.device), "data_sizes": run.data.sizes(), **extra}
         result.run_dir = write_run(run_dir, cfg, result, extra, figure=write_curves)
         folder.set_status(result.status, epoch=result.epochs_run, step=0,
                           best_val_accuracy=result.summary()["best_val_accuracy"])

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import math
 import typing
@@ -148,7 +149,7 @@ class TrainingConfig:
     eval_batch_size: int = opt(8192, "batch size of evaluation passes", lo=1)
     seed: int = opt(0, "seed of weights, data order, dropout and augmentation", lo=0)
     device: str = opt("auto", "cpu, cuda or auto", choices=["auto", "cpu", "cuda"])
-    threads: Optional[int] = opt(None, "torch CPU threads (default: torch's)", lo=1)
+    threads: Optional[int] = opt(None, "torch CPU threads (null: auto, the cores other work leaves free)", lo=1)
     early_stopping: EarlyStoppingConfig = opt(EarlyStoppingConfig())
     checkpoint: CheckpointConfig = opt(CheckpointConfig())
     log: list[str] = opt([], "extra loggers for the run folder", choices=LOGGERS)
@@ -262,6 +263,37 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+# names other libraries give keys that tunelab spells differently
+_KEY_ALIASES = {"learning_rate": "lr", "wd": "weight_decay"}
+
+
+def _key_paths(cls: Optional[type] = None, prefix: str = "") -> list[str]:
+    """Every dotted key of the config tree, sections included (``training.early_stopping``)."""
+    cls = RunConfig if cls is None else cls
+    paths = []
+    for name, tp in _hints(cls).items():
+        path = f"{prefix}.{name}" if prefix else name
+        paths.append(path)
+        if dataclasses.is_dataclass(tp):
+            paths += _key_paths(tp, path)
+    return paths
+
+
+def _key_hint(name: str, siblings: list[str], prefix: str) -> str:
+    """`` (did you mean 'optimizer.lr'?)`` for an unknown key: a close name beside it, else the
+    same or a close name elsewhere in the tree (``epochs`` -> ``training.epochs``); "" if none."""
+    name = _KEY_ALIASES.get(name, name)
+    guesses = [f"{prefix}.{n}" if prefix else n for n in difflib.get_close_matches(name, siblings, n=1)]
+    if not guesses:
+        paths = _key_paths()
+        last = {p.rsplit(".", 1)[-1] for p in paths}
+        close = difflib.get_close_matches(name, sorted(last), n=1)
+        guesses = [p for p in paths if close and p.rsplit(".", 1)[-1] == close[0]]
+    if not guesses:
+        return ""
+    return f" (did you mean {guesses[0]!r}?)" if len(guesses) == 1 else f" (did you mean one of {guesses}?)"
+
+
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix or 'config'}={raw!r} must be a mapping of keys to values")
@@ -270,7 +302,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     for name in raw:
         if name not in fields:
             where = f"{prefix}.{name}" if prefix else str(name)
-            raise ConfigError(f"{where} is not a config key; allowed keys: {sorted(fields)}")
+            raise ConfigError(f"{where} is not a config key; allowed keys: {sorted(fields)}"
+                              f"{_key_hint(str(name), list(fields), prefix)}")
     kwargs = {}
     for name, f in fields.items():
         key = f"{prefix}.{name}" if prefix else name

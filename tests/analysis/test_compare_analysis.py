@@ -130,3 +130,18 @@ def test_report_clips_arm_intervals_but_not_differences():
     assert "CIs of the differences are unadjusted" in words and "clipped" in words
     caption = next(s for s in sections if s.title == "Paired differences").caption
     assert "unadjusted" in caption
+
+
+def test_diagnose_arms_reports_each_arm_as_it_is_measured():
+    from tunelab.analysis.compare import diagnose_arms
+
+    base = {"model": {"hidden": [8, 8]}, "training": {"threads": 1}}
+    arms = one_at_a_time(base, [("model.init", ["zeros"])])  # the baseline and one arm
+    seen = []
+    out = diagnose_arms(base, arms, on_progress=lambda done, total, info: seen.append((done, total, info)))
+    assert list(out) == [a.name for a in arms] and [(d, t) for d, t, _ in seen] == [(1, 2), (2, 2)]
+    infos = [info for _, _, info in seen]
+    assert [i["arm"] for i in infos] == [a.name for a in arms] and [i["index"] for i in infos] == [0, 1]
+    # the zeros arm never breaks symmetry: its warnings are counted in the progress
+    assert [i["warnings"] for i in infos] == [len(out[a.name]["warnings"]) for a in arms]
+    assert infos[1]["warnings"] >= 1 and all(0 <= i["val_accuracy"] <= 1 for i in infos)

@@ -149,3 +149,27 @@ def test_an_ensemble_of_three_digits_mlps_beats_the_mean_member():
     again = models_from_configs(configs[:1])[0]  # retraining is deterministic for the seed
     for a, b in zip(again.state_dict().values(), models[0].state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_run_members_skip_a_folder_whose_result_still_says_running(tmp_path):
+    import json
+
+    import yaml
+
+    for name, status in (("done", "completed"), ("killed", "running")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump({"training": {"epochs": 1}}))
+        # the killed run's partial result ranks higher: it must still not be picked
+        value = 0.99 if status == "running" else 0.9
+        (tmp_path / name / "result.json").write_text(json.dumps({"status": status, "val_accuracy": value}))
+    assert [m["label"] for m in run_members(tmp_path)] == ["done"]
+
+
+def test_models_from_configs_reports_each_member_as_it_is_retrained():
+    configs = [{"model": {"hidden": [8]}, "training": {"epochs": e, "threads": 1}} for e in (1, 2)]
+    seen = []
+    models = models_from_configs(configs, on_progress=lambda done, total, info: seen.append((done, total, info)))
+    assert len(models) == 2 and [(d, t) for d, t, _ in seen] == [(1, 2), (2, 2)]
+    assert [info["index"] for _, _, info in seen] == [0, 1]
+    assert [info["epochs_run"] for _, _, info in seen] == [1, 2]
+    assert all(0 < info["val_accuracy"] <= 1 and info["status"] == "completed" for _, _, info in seen)

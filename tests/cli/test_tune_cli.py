@@ -110,7 +110,7 @@ def test_the_status_line_ends_before_the_tables_when_output_is_not_a_terminal(ca
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--round-size", "8"], "error: --round-size=8 only applies to --sampler coarse-to-fine; got --sampler random"),
+    (["--round-size", "8"], "error: --round-size=8 only applies to --sampler='coarse-to-fine'; got --sampler='random'"),
     (["--sampler", "coarse-to-fine", "--round-size", "0"], "error: --round-size=0 is out of range; allowed: 4 or more"),
     (["--out", "space.yaml"], "error: --out='space.yaml' is a file; give a folder"),
 ])

@@ -136,3 +136,37 @@ def test_the_checks_catch_a_bad_page(browser, tmp_path, name):
     found = problems(inspect(browser, path, PHONE))
     for kind in expected:
         assert any(p.startswith(kind) for p in found), (kind, found)
+
+
+def _verdict_page(tmp_path: Path) -> Path:
+    """A compare report's verdict table as `tunelab compare` builds it: four arms with long names."""
+    from dataclasses import asdict
+
+    from tunelab.analysis.compare import analyze
+    from tunelab.analysis.designs import one_at_a_time
+    from tunelab.report.assemble import _verdict_rows
+
+    arms = one_at_a_time({"optimizer": {"name": "adam"}},
+                         [("optimizer.name", ["adam", "adamw", "nesterov", "rmsprop"])])
+    runs = [dict(arm=i, arm_name=a.name, seed=s, status="completed",
+                 history=[dict(epoch=1, train_loss=1.0, val_loss=1.0, train_accuracy=0.9, val_accuracy=0.9,
+                               lr=0.1, seconds=1.0)],
+                 result=dict(status="completed", test_accuracy=0.9 + 0.01 * i + 0.003 * (s % 2),
+                             best_val_accuracy=0.9), reason="")
+            for i, a in enumerate(arms) for s in range(5)]
+    out = analyze(dict(arms=[asdict(a) for a in arms], seeds=list(range(5)), base={}, factorial=False),
+                  runs, target=0.85)
+    return write_report(tmp_path / "verdicts.html",
+                        build_report("compare", [Section("Verdicts", "table", _verdict_rows(out, "test_accuracy"))]))
+
+
+def test_the_verdict_column_is_in_view_at_1200_px(browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    page.goto(_verdict_page(tmp_path).as_uri(), wait_until="load", timeout=30_000)
+    wrap = page.evaluate("""() => { const w = document.querySelector('.table-wrap');
+        const last = [...w.querySelectorAll('tr:first-child th')].pop().getBoundingClientRect();
+        return {scroll: w.scrollWidth, client: w.clientWidth, right: last.right,
+                box: w.getBoundingClientRect().right, header: last.width}; }""")
+    page.close()
+    # the table fits its box: no scrollbar, and the last column (the verdict) ends inside it
+    assert wrap["scroll"] <= wrap["client"] + 1 and wrap["right"] <= wrap["box"] + 1, wrap

@@ -191,3 +191,16 @@ def test_a_finished_fork_redraws_its_parents_curves_with_the_child(tmp_path):
     assert (parent / "curves.png").stat().st_mtime > 0
     (fork,) = lineage_lines(parent)
     assert fork.label == "fork child" and fork.branch_epoch == 1 and len(fork.history) == 2
+
+
+def test_curves_draw_the_chance_line_and_keep_the_accuracy_axis_from_it_to_one():
+    from tunelab.report.figures import plot_curves
+
+    stuck = [{"epoch": e, "train_loss": 2.30, "val_loss": 2.30, "train_accuracy": 0.10 + 0.001 * (e % 2),
+              "val_accuracy": 0.10} for e in range(1, 6)]
+    fig = plot_curves(stuck, "stuck", chance=0.1)
+    ax_acc = fig.axes[1]
+    chance = [line for line in ax_acc.lines if line.get_label() == "chance"]
+    assert len(chance) == 1 and set(chance[0].get_ydata()) == {0.1}
+    low, high = ax_acc.get_ylim()
+    assert low <= 0.1 and high >= 1.0  # a 0.001 wobble at chance is not blown up to fill the axis

@@ -104,9 +104,13 @@ DRIVER = textwrap.dedent("""
 
 
 def _states(storage):
+    import sqlalchemy.exc
+
     try:
         return [t.state for t in optuna.load_study(study_name="killed", storage=storage).get_trials()]
     except KeyError:
+        return []
+    except sqlalchemy.exc.SQLAlchemyError:  # the driver is creating the schema at this instant
         return []
 
 
@@ -176,12 +180,12 @@ def test_stages_fix_the_best_values_of_earlier_stages(tmp_path):
 def test_continuing_with_another_sampler_is_refused(tmp_path):
     kw = dict(trials=2, storage=_storage(tmp_path), study="s", objective=objectives.quadratic)
     tunelab.tune(SPACE, sampler="random", **kw)
-    with pytest.raises(ConfigError, match=r"--sampler='tpe' differs from the 'random' that study 's' was run with"):
+    with pytest.raises(ConfigError, match=r"^sampler='tpe' differs from the 'random' that study 's' was run with"):
         tunelab.tune(SPACE, sampler="tpe", **{**kw, "trials": 3})
 
 
 def test_a_bad_storage_url_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"--storage 'foo://bar' cannot be opened"):
+    with pytest.raises(ConfigError, match=r"^storage='foo://bar' cannot be opened"):
         tunelab.tune(SPACE, trials=1, storage="foo://bar", objective=objectives.quadratic)
 
 

@@ -54,11 +54,17 @@ def test_the_probe_sees_the_thread_count_of_a_forward_pass(two_threads):
     assert seen == [2, 1]
 
 
-def test_set_threads_none_keeps_the_current_count(two_threads):
+def test_set_threads_none_applies_the_auto_policy(two_threads, monkeypatch):
+    """None is no longer "keep torch's count": it is the cores other work leaves free
+    (tests/trainer/test_threads.py has the policy itself)."""
+    from tunelab.trainer import prepare as prep
+
+    monkeypatch.setattr(prep, "usable_cores", lambda: 2)
+    monkeypatch.setattr(prep, "machine_load", lambda: 1.7)  # one core busy elsewhere
     set_threads(None)
-    assert torch.get_num_threads() == 2
-    set_threads(1)
     assert torch.get_num_threads() == 1
+    set_threads(2)
+    assert torch.get_num_threads() == 2
 
 
 # ---------------------------------------------------------------------------- in-process paths

@@ -1,6 +1,7 @@
 """Analysis of a compare run: plain data from the stored runs (no drawing, no storage writes).
 
-``analyze(design, runs)`` gives, per arm, summaries of every metric over seeds, the paired
+``diagnose_arms(base, arms)`` measures activations and gradients per arm (seed 0, after a short
+training); ``analyze(design, runs)`` gives, per arm, summaries of every metric over seeds, the paired
 comparison of each arm against the baseline (differences by seed, t-test or Wilcoxon, Holm
 across arms, effect size, verdict with the seeds needed), the mean learning curves with
 their spread, and for factorial designs the main effects and two-way interactions.
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import math
 from itertools import combinations
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from tunelab.analysis.stats import holm, paired_comparison, summarize, verdict
 
-__all__ = ["METRICS", "BOUNDS", "display_interval", "collect_runs", "run_metrics", "analyze", "curve_bands"]
+__all__ = ["METRICS", "BOUNDS", "display_interval", "collect_runs", "run_metrics", "analyze", "curve_bands",
+           "diagnose_arms"]
 
 # metric -> (label, higher is better, display scale, unit)
 METRICS: dict[str, tuple[str, bool, float, str]] = {
@@ -69,6 +71,43 @@ def collect_runs(study) -> list[dict[str, Any]]:
             "status", "failed" if t.state.name == "FAIL" else "completed"), history=a.get("history", []),
             result=a.get("result") or {}, reason=a.get("fail_reason", "")))
     return sorted(runs, key=lambda r: (r["arm"], r["seed"]))
+
+
+def diagnose_arms(base: dict, arms: Sequence[Any], *, epochs: int = 1,
+                  on_progress: Optional[Callable[[int, int, dict[str, Any]], None]] = None) -> dict[str, dict]:
+    """The compare's diagnostics pass: ``analysis.diagnostics.diagnose`` of every arm's config at
+    seed 0 after ``epochs`` epochs, as JSON-ready dicts by arm name (``init``, ``trained``,
+    ``warnings``), in arm order.
+
+    It trains every arm once more, which takes a while: ``on_progress(done, total, info)`` is
+    called after each arm, with ``info`` holding ``arm`` (its name), ``index`` (0-based),
+    ``status`` and ``val_accuracy`` of the short training, and ``warnings`` (how many).
+
+    Example:
+        >>> from tunelab.analysis.designs import one_at_a_time
+        >>> base = {"model": {"hidden": [8]}}
+        >>> arms = one_at_a_time(base, [("model.activation", ["tanh"])])
+        >>> seen = []
+        >>> out = diagnose_arms(base, arms, on_progress=lambda done, total, info: seen.append((done, total)))
+        >>> list(out) == [a.name for a in arms], seen
+        (True, [(1, 2), (2, 2)])
+    """
+    import json
+
+    from tunelab.analysis.designs import arm_config
+    from tunelab.analysis.diagnostics import diagnose
+    from tunelab.config import from_dict
+
+    out = {}
+    for i, arm in enumerate(arms):
+        d = diagnose(from_dict(arm_config(base, arm, 0)), epochs=epochs)
+        out[arm.name] = {"init": d["init"], "trained": d["trained"], "warnings": d["warnings"]}
+        if on_progress is not None:
+            on_progress(i + 1, len(arms), dict(arm=arm.name, index=i, status=d["context"]["status"],
+                                               val_accuracy=d["context"]["val_accuracy"],
+                                               warnings=len(d["warnings"])))
+    # numpy and torch scalars become plain floats: the result is stored as a study attribute
+    return json.loads(json.dumps(out, default=float))
 
 
 def _nan(v: Any) -> float:

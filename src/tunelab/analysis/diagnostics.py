@@ -8,8 +8,9 @@ pool -> dropout). The *output layer* is the last Linear/Conv2d after the last ac
 ``layer_stats`` runs one forward and one backward pass on a given batch and measures, per
 hidden layer (statistics over every unit and sample of the activation's output):
 
-- ``mean``, ``std`` and a 50-bin ``histogram`` (fixed range [0, 1] for sigmoid, [-1, 1]
-  for tanh, the observed range otherwise);
+- ``mean``, ``std`` and a 50-bin ``histogram`` over the observed range of the layer's output
+  (for every activation: a fixed [-1, 1] for tanh drew a layer whose signal has shrunk to
+  1e-4 as one bar at 0, hiding the shape and scale that show it vanishing);
 - ``saturated_fraction`` (sigmoid and tanh only, else None): the fraction of unit values
   (units x samples x positions) in the flat tails, where the local gradient is below
   about 0.08 of its peak: sigmoid output outside [0.02, 0.98], tanh |output| > 0.98;
@@ -52,7 +53,6 @@ __all__ = ["layer_stats", "diagnose", "diagnose_weights", "warnings_for", "hidde
 BINS = 50
 SATURATING = {"sigmoid": (0.02, 0.98), "tanh": (-0.98, 0.98)}  # inside = not saturated
 RECTIFIERS = {"relu", "leaky_relu", "elu", "gelu", "silu"}      # output <= 0 iff input <= 0
-FIXED_RANGE = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 SATURATED_WARN = 0.5   # fraction of unit values
 DEAD_WARN = 0.5        # fraction of units
 GRAD_RATIO_WARN = 1e3  # first/last hidden gradient norm outside [1e-3, 1e3]
@@ -95,13 +95,11 @@ def hidden_layers(model: nn.Module) -> tuple[list[dict[str, Any]], Optional[tupl
 
 # --------------------------------------------------------------------------- statistics
 
-def _histogram(out: Tensor, activation: str) -> dict[str, list]:
-    """50 bins over the fixed range of a squashing function, else over the observed range."""
+def _histogram(out: Tensor) -> dict[str, list]:
+    """50 bins over the observed range of the finite values."""
     values = out.detach().double().flatten().cpu().numpy()
     values = values[np.isfinite(values)]
-    if activation in FIXED_RANGE:
-        lo, hi = FIXED_RANGE[activation]
-    elif values.size:
+    if values.size:
         lo, hi = float(values.min()), float(values.max())
     else:
         lo, hi = 0.0, 1.0
@@ -162,7 +160,7 @@ def activation_stats(pre: Tensor, out: Tensor, activation: str) -> dict[str, Any
     o = out.detach().double()
     return dict(
         units=int(out.shape[1]), mean=o.mean().item(), std=o.std(unbiased=False).item(),
-        histogram=_histogram(o, activation), saturated_fraction=_saturated(o, activation),
+        histogram=_histogram(o), saturated_fraction=_saturated(o, activation),
         dead_fraction=_dead(o, activation), units_identical=_units_identical(pre.detach()))
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import optuna
 import torch
@@ -145,15 +145,23 @@ def _same_data(configs: Sequence[Any]) -> None:
                               f"{first[key]!r}; ensembles need the same data section in every member")
 
 
-def models_from_configs(configs: Sequence[dict]) -> list[nn.Module]:
+def models_from_configs(configs: Sequence[dict],
+                        on_progress: Optional[Callable[[int, int, dict[str, Any]], None]] = None) -> list[nn.Module]:
     """Retrain every config with ``tunelab.train`` (no run folder) and return the models.
 
     Every config must have the same ``data`` section: members are judged on one split.
+    ``on_progress(done, total, info)`` is called after each member (retraining K members takes
+    minutes, and the caller decides how to show it); ``info`` holds ``index`` (0-based, in
+    ``configs`` order), ``status``, ``epochs_run``, ``val_accuracy`` (of the weights kept),
+    ``best_val_accuracy`` and ``seconds`` (of training).
 
     Example:
         >>> cfg = {"model": {"hidden": [16]}, "training": {"epochs": 1}}
-        >>> len(models_from_configs([cfg, cfg]))
+        >>> seen = []
+        >>> len(models_from_configs([cfg, cfg], on_progress=lambda done, total, info: seen.append((done, total))))
         2
+        >>> seen
+        [(1, 2), (2, 2)]
     """
     from tunelab.api import as_config, train
 
@@ -167,6 +175,12 @@ def models_from_configs(configs: Sequence[dict]) -> list[nn.Module]:
         if result.status == "diverged":
             raise TrialError(f"configs[{i}] diverged when retrained ({result.message}); drop it from the ensemble")
         models.append(result.model)
+        if on_progress is not None:
+            summary = result.summary()
+            on_progress(i + 1, len(parsed), dict(index=i, status=summary["status"], epochs_run=summary["epochs_run"],
+                                                 val_accuracy=summary["val_accuracy"],
+                                                 best_val_accuracy=summary["best_val_accuracy"],
+                                                 seconds=summary["seconds"]))
     return models
 
 
@@ -216,6 +230,8 @@ def _read_run(folder: Path, root: Path) -> dict | None:
     import json
 
     result = json.loads((folder / "result.json").read_text())
+    if result.get("status") == "running":
+        return None  # still going, or killed: its result.json is written each epoch, not final
     value = result.get("val_accuracy")
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         return None  # a diverged run has no validation accuracy to rank by
@@ -225,8 +241,9 @@ def _read_run(folder: Path, root: Path) -> dict | None:
 
 
 def run_members(root: str | Path) -> list[dict]:
-    """Run folders (config.yaml + result.json) anywhere under ``root``, best result.json
-    val_accuracy first: dicts with label, path, value and config.
+    """Finished run folders (config.yaml + a final result.json) anywhere under ``root``, best
+    result.json val_accuracy first: dicts with label, path, value and config. A folder whose
+    result.json still says ``running`` (a run going on, or one that was killed) is skipped.
 
     Example:
         >>> run_members("no-such-folder")

@@ -14,8 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tunelab.cli.common import status_line
+from tunelab.cli.common import make_console, status_line
 from tunelab.errors import ConfigError
+
+_FLAGS = {"name": "--name", "storage": "--storage", "workers": "--workers"}
 
 
 def _name(base: Optional[Path], varies: list, seeds: list[int], factorial: bool, sets: list[str]) -> str:
@@ -29,7 +31,8 @@ def verdict_table(analysis: dict, metric: str) -> Table:
     rows = _verdict_rows(analysis, metric)
     table = Table(title=f"{metric} vs baseline")
     for col in [c for c in rows[0] if not c.startswith("_")]:
-        table.add_column(col, overflow="fold")
+        # text columns wrap; numbers never split across lines
+        table.add_column(col, **({"overflow": "fold"} if col in ("arm", "verdict") else {"no_wrap": True}))
     for r in rows:
         style = {"better": "green", "worse": "red"}.get(r["_class"], None)
         table.add_row(*[str(v) for k, v in r.items() if not k.startswith("_")], style=style)
@@ -67,18 +70,6 @@ def _jsonable(obj):
     import dataclasses
 
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else str(obj)
-
-
-def _diagnose_arms(base: dict, arms, epochs: int) -> dict:
-    from tunelab.analysis.designs import arm_config
-    from tunelab.analysis.diagnostics import diagnose
-    from tunelab.config import from_dict
-
-    out = {}
-    for arm in arms:
-        d = diagnose(from_dict(arm_config(base, arm, 0)), epochs=epochs)
-        out[arm.name] = {"init": d["init"], "trained": d["trained"], "warnings": d["warnings"]}
-    return json.loads(json.dumps(out, default=float))
 
 
 def compare_command(
@@ -124,20 +115,67 @@ def compare_command(
         arm_config(cfg, arm, 0)
     name = name or _name(base, varies, list(range(seeds)), factorial, set_)
     out = out or Path("runs") / f"compare-{name}"
-    command = "tunelab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    console = Console()
+    args = sys.argv[1:]
+    command = "tunelab " + " ".join(shlex.quote(a) for a in args)
+    console = make_console()
     console.print(f"compare {name}: {len(arms)} arms x {seeds} seeds = {len(arms) * seeds} runs", highlight=False)
     started = time.perf_counter()
-    with status_line(console) as update:
-        def on_progress(p) -> None:
-            update(f"runs {p.finished}/{p.target}  failed {p.failed}  running {p.running}  "
-                        f"elapsed {time.perf_counter() - started:.0f}s")
+    live = console.is_terminal  # a log or a pipe gets one line per run instead
 
-        study = run_compare(cfg, arms, list(range(seeds)), name=name, storage=storage or DEFAULT_STORAGE,
-                            workers=workers, on_progress=on_progress,
-                            meta=dict(factorial=factorial, command=command, metric=metric, test=test, target=target))
+    def on_progress(p, update=None) -> None:
+        if p.event == "finished" and not live and p.last is not None:
+            console.print(run_line(p), highlight=False, soft_wrap=True)
+        if update is not None:
+            update(f"runs {p.finished}/{p.target}  failed {p.failed}  running {p.running}  "
+                   f"elapsed {time.perf_counter() - started:.0f}s")
+
+    from tunelab.cli.tune import cli_errors
+
+    kwargs = dict(name=name, storage=storage or DEFAULT_STORAGE, workers=workers,
+                  meta=dict(factorial=factorial, command=command, metric=metric, test=test, target=target))
+    try:
+        with cli_errors(_FLAGS):
+            if live:
+                with status_line(console) as update:
+                    study = run_compare(cfg, arms, list(range(seeds)), **kwargs,
+                                        on_progress=lambda p: on_progress(p, update))
+            else:
+                study = run_compare(cfg, arms, list(range(seeds)), **kwargs, on_progress=on_progress)
+    except KeyboardInterrupt:
+        again = command if "--name" in args else f"{command} --name {shlex.quote(name)}"
+        console.print(f"interrupted: finished runs are stored in {storage or DEFAULT_STORAGE}; the runs cut "
+                      f"short run again. Continue with:\n  {again}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
     if diagnostics and "diagnostics" not in study.user_attrs:
-        console.print("diagnostics: activations and gradients per arm ...")
-        study.set_user_attr("diagnostics", _diagnose_arms(cfg, arms, epochs=1))
+        from tunelab.analysis.compare import diagnose_arms
+        from tunelab.cli.common import item_progress
+
+        console.print("diagnostics: activations and gradients per arm (seed 0, 1 epoch) ...", highlight=False)
+        with item_progress(console, len(arms), "arm") as done:
+            def on_diagnosed(_done, _total, info):
+                val = "-" if info["val_accuracy"] is None else f"{info['val_accuracy']:.4f}"
+                n = info["warnings"]
+                done(f"{info['arm']} diagnosed: val {val}, {n} warning{'s' if n != 1 else ''}")
+            study.set_user_attr("diagnostics", diagnose_arms(cfg, arms, epochs=1, on_progress=on_diagnosed))
     design = study.user_attrs["design"]
     finish_compare(study, design, metric=metric, target=target, test=test, out=out, command=command, console=console)
+
+
+def run_line(p) -> str:
+    """One line for a finished compare run (logs and pipes): which run, arm, seed, state, metrics.
+
+    Example:
+        >>> from tunelab.search.study import Progress, TrialOutcome
+        >>> p = Progress(10, done=3, last=TrialOutcome(4, "complete", 0.97, {"arm": "dropout=0.2", "seed": 1},
+        ...                                            12.34, 4, extra={"test_accuracy": 0.9651}))
+        >>> run_line(p)
+        "run 3/10 arm 'dropout=0.2' seed 1 complete val_accuracy=0.9700 test_accuracy=0.9651 12.3s"
+    """
+    o = p.last
+    head = f"run {p.finished}/{p.target} arm {o.params.get('arm')!r} seed {o.params.get('seed')} {o.state}"
+    parts = [head + (f" ({o.reason or 'unknown reason'})" if o.state == "failed" else "")]
+    if o.value is not None:
+        parts.append(f"val_accuracy={o.value:.4f}")
+    parts += [f"{k}={v:.4f}" for k, v in o.extra.items() if isinstance(v, float)]
+    parts.append(f"{o.seconds:.1f}s")
+    return " ".join(parts)

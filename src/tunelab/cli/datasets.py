@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from tunelab.cli.common import make_console
+
 app = typer.Typer(help="List, describe and download datasets.", no_args_is_help=True)
-console = Console()
+console = make_console()
 
 
 @app.command("list")
@@ -44,7 +45,7 @@ def info_command(name: str = typer.Argument(..., help="Dataset name (see `tunela
 @app.command("download")
 def download_command(name: str = typer.Argument(..., help="mnist or fashion-mnist."),
                      dir: Optional[str] = typer.Option(None, "--dir", help="Data directory (default: $TUNELAB_DATA or ~/.cache/tunelab)."),
-                     mirror: list[str] = typer.Option([], "--mirror", help="Base URL to try first (repeatable).")) -> None:
+                     mirror: list[str] = typer.Option([], "--mirror", help="Base URL to fetch from instead of the built-in mirrors (repeatable).")) -> None:
     """Fetch the four IDX files from the canonical mirrors and verify their sha256."""
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 

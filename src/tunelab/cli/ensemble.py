@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from tunelab.cli.common import jsonable
+from tunelab.cli.common import item_progress, jsonable, make_console
 from tunelab.trainer.runfolder import check_writable, fresh_dir
-from tunelab.analysis.ensemble import check_method
 from tunelab.errors import ConfigError
 
 
@@ -40,7 +38,8 @@ def _fmt(value: Optional[float]) -> str:
 def _table(members: list[dict], report: dict[str, Any], value_name: str) -> Table:
     table = Table(title=f"ensemble of {report['k']} ({report['method']} voting), accuracy on the test split")
     for column in ("member", value_name, "val acc", "test acc"):
-        table.add_column(column, justify="left" if column == "member" else "right")
+        numeric = column != "member"  # numbers never wrap: a split "0.9712" reads as two values
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=numeric)
     for i, m in enumerate(members):
         mark = " (best on val)" if i == report["best_single_index"] else ""
         table.add_row(m["label"] + mark, _fmt(m["value"]), _fmt(report["single_val_accuracies"][i]),
@@ -52,6 +51,12 @@ def _table(members: list[dict], report: dict[str, Any], value_name: str) -> Tabl
     return table
 
 
+def _retrained(label: str, info: dict[str, Any]) -> str:
+    """'#7 retrained: val 0.9712' (and the status when the run did not complete)."""
+    status = ""
+    if info["status"] != "completed":  # early stopped: its epochs say how far it went
+        status = f", {info['status'].replace('_', ' ')} after {info['epochs_run']} epochs"
+    return f"{label} retrained: val {_fmt(info['val_accuracy'])}{status}"
 
 
 def ensemble_command(
@@ -72,7 +77,7 @@ def ensemble_command(
     beside the best single model (chosen on validation) and the mean single model. Writes
     ensemble.json to the output folder.
     """
-    from tunelab.analysis.ensemble import ensemble_report, models_from_configs
+    from tunelab.analysis.ensemble import check_method, ensemble_report, models_from_configs
     from tunelab.api import as_config
     from tunelab.data import load_data
 
@@ -80,10 +85,14 @@ def ensemble_command(
     if out is not None:
         check_writable(out, "--out")  # before the work, not after it
     members, label = _members(study, storage, runs, top)
-    console = Console()
+    console = make_console()
     console.print(f"retraining {len(members)} member{'s' if len(members) != 1 else ''} "
                   f"({', '.join(m['label'] for m in members)})", highlight=False)
-    models = models_from_configs([m["config"] for m in members])
+    with item_progress(console, len(members), "member") as done:
+        def on_progress(_done: int, _total: int, info: dict[str, Any]) -> None:
+            done(_retrained(members[info["index"]]["label"], info))
+
+        models = models_from_configs([m["config"] for m in members], on_progress=on_progress)
     device = next(models[0].parameters()).device
     report = ensemble_report(models, load_data(as_config(members[0]["config"]).data, device=device), method)
     console.print(_table(members, report, "value" if runs is None else "stored val acc"))

@@ -6,9 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-
-from tunelab.api import resume
+from tunelab.cli.common import make_console
 from tunelab.cli.train import finish, run_live
 from tunelab.trainer.lineage import make_fork, run_config
 from tunelab.trainer.runfolder import check_writable
@@ -26,11 +24,13 @@ def fork_command(
 ) -> None:
     """Branch off a run: the child starts from the parent's checkpoint with the changes given,
     records its parent and the epoch it branched at, and draws the parent beside its curves."""
+    from tunelab.api import resume  # torch: only when the command runs
+
     if out is not None:
         check_writable(out, "--out")
     overrides = list(set_) + ([f"training.epochs={epochs}"] if epochs is not None else [])
     child = make_fork(run_dir, source, overrides, out)
-    console = Console(quiet=quiet)
+    console = make_console(quiet=quiet)
     console.print(f"fork: {child} (from {run_dir}, --from {source})", highlight=False, soft_wrap=True)
     if no_run:
         console.print(f"run it with: tunelab resume {child}", highlight=False, soft_wrap=True)

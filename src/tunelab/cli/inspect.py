@@ -7,13 +7,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from tunelab.cli.common import jsonable
+from tunelab.cli.common import jsonable, make_console
 from tunelab.trainer.runfolder import check_writable, fresh_dir
-from tunelab.analysis.diagnostics import diagnose
-from tunelab.api import as_config
 
 PHASES = {"init": "at initialization", "trained": "after training"}
 
@@ -30,12 +27,12 @@ def _table(phase: str, stats: list[dict], epochs: int) -> Table:
     title = PHASES[phase] + (f" ({epochs} epoch{'s' if epochs != 1 else ''})" if phase == "trained" else "")
     table = Table(title=title)
     for column in ("layer", "activation", "mean", "std", "saturated %", "dead %", "grad norm"):
-        table.add_column(column, justify="left" if column in ("layer", "activation") else "right")
+        numeric = column not in ("layer", "activation")  # numbers never wrap: a split "-3.2e-05" misleads
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=numeric)
     for s in stats:
         table.add_row(f"{s['layer']} {s['name']}", s["activation"], _num(s["mean"]), _num(s["std"]),
                       _pct(s["saturated_fraction"]), _pct(s["dead_fraction"]), _num(s["grad_norm"]))
     return table
-
 
 
 
@@ -71,10 +68,13 @@ def inspect_command(
     dead units, vanishing or exploding gradients and unbroken symmetry, with a suggestion.
     Writes activations.png and diagnostics.json to the output folder.
     """
+    from tunelab.analysis.diagnostics import diagnose  # torch: only when the command runs
+    from tunelab.api import as_config
+
     cfg = as_config(config, list(set_))  # config errors are raised here, before any work
     if out is not None:
         check_writable(out, "--out")  # before the work, not after it
-    console = Console()
+    console = make_console()
     m = cfg.model
     shape = m.hidden if m.name == "mlp" else m.channels
     console.print(f"[bold]{cfg.data.name}[/] · {m.name} {shape} · {m.activation} · init {m.init}"

@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-from tunelab.cli.common import jsonable
+from tunelab.cli.common import jsonable, make_console
 from tunelab.trainer.runfolder import check_writable, fresh_dir
-from tunelab.api import as_config
 from tunelab.config import to_dict
 
 
@@ -31,7 +29,6 @@ def train_command_line(config: Optional[Path], sets: list[str], lr: float) -> st
 
 
 
-
 def _write(folder: Path, result: dict, payload: dict) -> None:
     from matplotlib import pyplot as plt
 
@@ -44,7 +41,7 @@ def _write(folder: Path, result: dict, payload: dict) -> None:
     (folder / "lr_find.json").write_text(json.dumps(jsonable(payload), indent=1))
 
 
-def _print_suggestion(console: Console, result: dict, command: Optional[str]) -> None:
+def _print_suggestion(console, result: dict, command: Optional[str]) -> None:
     if result["suggestion"] is None:
         console.print("no suggestion: too few points before the loss diverged; lower --lr-min or raise --steps")
     else:
@@ -73,11 +70,12 @@ def lr_find_command(
     prints the command that trains with the suggestion.
     """
     from tunelab.analysis.lr_find import lr_find
+    from tunelab.api import as_config
 
     cfg = as_config(config, list(set_))  # config errors are raised here, before any work
     if out is not None:
         check_writable(out, "--out")  # before the work, not after it
-    console = Console()
+    console = make_console()
     result = lr_find(cfg, steps=steps, lr_min=lr_min, lr_max=lr_max)  # bad options raise first
     console.print(f"[bold]{cfg.data.name}[/] · {cfg.model.name} · {cfg.optimizer.name} · batch "
                   f"{cfg.training.batch_size} · lr {lr_min:g} to {lr_max:g} in {steps} steps", highlight=False)

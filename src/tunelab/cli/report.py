@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
+from tunelab.cli.common import make_console
 from tunelab.errors import ConfigError
 from tunelab.trainer.runfolder import check_writable
 
@@ -19,7 +19,8 @@ def report_command(
                                        "interventions, lineage, result, config and diagnostics."),
     storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default sqlite:///tunelab.db)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file (compare: a folder) to write; "
-                                       "--run: default RUN_DIR/report.html."),
+                                       "default: --study runs/<study>/report.html, --compare "
+                                       "runs/compare-<name>/, --run RUN_DIR/report.html."),
     no_diagnostics: bool = typer.Option(False, "--no-diagnostics", help="--run: skip the layer statistics of "
                                         "the saved weights (they load the run's data)."),
 ) -> None:
@@ -27,14 +28,14 @@ def report_command(
     from tunelab.report.assemble import study_sections
     from tunelab.report.html import build_report, write_report
     from tunelab.search.results import load_study
-    from tunelab.search.tune import DEFAULT_STORAGE
+    from tunelab.search.tune import DEFAULT_STORAGE, study_dir
 
     if sum(x is not None for x in (compare, study, run)) != 1:
         raise ConfigError("give exactly one of --compare NAME, --study NAME or --run RUN_DIR")
     storage = storage or DEFAULT_STORAGE
     if out is not None:
         check_writable(out, "--out", kind="folder" if compare is not None else "file")
-    console = Console()
+    console = make_console()
     if run is not None:
         from tunelab.report.run_sections import write_run_report
 
@@ -53,6 +54,6 @@ def report_command(
         return
     st = load_study(study, storage)
     html = build_report(f"tune study {study}", study_sections(st))
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study)  # compare:NAME has a colon
-    path = write_report(out or Path("runs") / f"report-{safe}.html", html)
-    console.print(f"report: {path}", highlight=False)
+    # beside the study's best.yaml (runs/<study>/); study_dir makes the name safe for a path
+    path = write_report(out or study_dir(study) / "report.html", html)
+    console.print(f"report: {path}", highlight=False, soft_wrap=True)

@@ -6,9 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-
-from tunelab.api import resume
+from tunelab.cli.common import make_console
 from tunelab.cli.train import finish, run_live
 from tunelab.trainer.lineage import plan_resume
 
@@ -22,7 +20,9 @@ def resume_command(
     watch: bool = typer.Option(False, "--watch", "-w", help="Full-screen live dashboard (see tunelab train --watch)."),
 ) -> None:
     """Continue a run exactly where its checkpoint left it (after a stop, Ctrl-C or a crash)."""
+    from tunelab.api import resume  # torch: only when the command runs
+
     cfg = plan_resume(run_dir, set_, epochs, checkpoint).cfg  # every error: one line, before any output
-    console = Console(quiet=quiet)
+    console = make_console(quiet=quiet)
     runner = lambda **hooks: resume(run_dir, set_, epochs=epochs, checkpoint=checkpoint, **hooks)  # noqa: E731
     finish(run_live(cfg, run_dir, runner, console, watch=watch), console)

@@ -1,4 +1,4 @@
-"""``tunelab studies list|show|export``: read studies back from storage."""
+"""``tunelab studies list|show|export|delete``: read studies back from storage, or delete one."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from tunelab.trainer.runfolder import check_writable
+from tunelab.cli.common import make_console
 
-app = typer.Typer(help="List, show and export tuning studies.", no_args_is_help=True)
-console = Console()
+app = typer.Typer(help="List, show, export and delete tuning studies.", no_args_is_help=True)
+console = make_console()
 STORAGE_HELP = "SQLAlchemy URL (default sqlite:///tunelab.db)."
+
+
+def _flags():
+    from tunelab.cli.tune import cli_errors
+
+    return cli_errors()
 
 
 def _short(value) -> str:
@@ -74,7 +79,8 @@ def list_command(storage: Optional[str] = typer.Option(None, "--storage", help=S
     from tunelab.search.results import study_summaries
     from tunelab.search.tune import DEFAULT_STORAGE
 
-    rows = study_summaries(storage or DEFAULT_STORAGE)
+    with _flags():
+        rows = study_summaries(storage or DEFAULT_STORAGE)
     if not rows:
         console.print(f"no studies in {storage or DEFAULT_STORAGE}", highlight=False)
         return
@@ -94,7 +100,8 @@ def show_command(name: str = typer.Argument(..., help="Study name."),
     from tunelab.search.coarse_to_fine import stored_rounds
     from tunelab.search.tune import DEFAULT_STORAGE
 
-    study = load_study(name, storage or DEFAULT_STORAGE)
+    with _flags():
+        study = load_study(name, storage or DEFAULT_STORAGE)
     c = counts(study)
     console.print(" ".join(f"{k} {v}" for k, v in c.items() if v), highlight=False)
     for key in ("sampler", "pruner", "stage"):
@@ -107,7 +114,10 @@ def show_command(name: str = typer.Argument(..., help="Study name."),
     for t in study.get_trials(deepcopy=False):
         if t.state.name == "FAIL":
             reason = (t.user_attrs.get("fail_reason") or "").split("\n", 1)[0]
-            console.print(f"trial #{t.number} failed: {reason}", highlight=False)
+            if t.user_attrs.get("requeued"):  # not a failure of its configuration: it runs again
+                console.print(f"trial #{t.number} interrupted ({reason}); its parameters run again", highlight=False)
+            else:
+                console.print(f"trial #{t.number} failed: {reason}", highlight=False)
 
 
 @app.command("export")
@@ -117,12 +127,29 @@ def export_command(name: str = typer.Argument(..., help="Study name."),
     """Write every trial (state, value, duration, params, failure reason) to a CSV file."""
     from tunelab.search.results import load_study, trial_rows, write_csv
     from tunelab.search.tune import DEFAULT_STORAGE
+    from tunelab.trainer.runfolder import check_writable  # imports torch: not at --help time
 
     if str(csv) != "-":
         check_writable(csv, "--csv", kind="file")
-    rows = trial_rows(load_study(name, storage or DEFAULT_STORAGE))
+    with _flags():
+        rows = trial_rows(load_study(name, storage or DEFAULT_STORAGE))
     if str(csv) == "-":  # standard output, for piping
         write_csv(rows, sys.stdout)
         return
     csv.parent.mkdir(parents=True, exist_ok=True)
     console.print(f"wrote {len(rows)} trials to {write_csv(rows, csv)}", highlight=False)
+
+
+@app.command("delete")
+def delete_command(name: str = typer.Argument(..., help="Study name (a compare is compare:NAME; a staged "
+                                              "study's NAME.stageK go with NAME)."),
+                   storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP)) -> None:
+    """Delete a study and all its trials from storage (files under runs/ are kept)."""
+    from tunelab.search.storage import delete_studies
+    from tunelab.search.tune import DEFAULT_STORAGE
+
+    where = storage or DEFAULT_STORAGE
+    with _flags():
+        deleted = delete_studies(where, name)
+    for study, trials in deleted:
+        console.print(f"deleted study {study} ({trials} trials) from {where}", highlight=False)

@@ -10,8 +10,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tunelab.api import as_config, train
-from tunelab.trainer.runfolder import check_writable, default_run_dir
+from tunelab.cli.common import make_console
+from tunelab.config import load_config
+from tunelab.errors import ConfigError
+
+# torch-heavy modules (tunelab.api, tunelab.trainer) are imported inside the command, so that
+# `tunelab train --help` and the modules that borrow run_live/finish load in a blink
 
 EXIT = {"completed": 0, "early_stopped": 0, "stopped": 0, "diverged": 1, "interrupted": 130}
 
@@ -34,28 +38,59 @@ def _summary(result) -> Table:
 
 
 def train_command(
-    config: Optional[Path] = typer.Argument(None, help="YAML config (sections data, model, optimizer, "
+    config: Optional[Path] = typer.Argument(None, metavar="CONFIG", show_default=False,
+                                            help="YAML config (sections data, model, optimizer, "
                                             "schedule, training, augment); omitted: all defaults."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set optimizer.lr=3e-4 "
-                                   "(repeatable; values are YAML)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<time>-<data>-<model>)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or auto (overrides training.device)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch table."),
+    set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", show_default=False,
+                                   help="Override a key: --set optimizer.lr=3e-4 (repeatable; values are YAML)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR",
+                                       help="Run folder (default: runs/<time>-<data>-<model>)."),
+    device: Optional[str] = typer.Option(None, "--device", metavar="cpu|cuda|auto",
+                                         help="Where to train (overrides training.device)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the run folder (errors still go to stderr)."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Full-screen live dashboard with keys to steer "
                                "the run (+/- lr, p pause, s checkpoint, e early stopping, f fork, q stop); "
                                "plain progress lines when output is not a terminal."),
 ) -> None:
     """Train one model and write config.yaml, history.csv, result.json, curves.png, model.pt."""
+    from tunelab.api import train
+    from tunelab.trainer.runfolder import check_writable, default_run_dir
+
+    check_misplaced_overrides(config, set_)
     overrides = list(set_) + ([f"training.device={device}"] if device else [])
-    cfg = as_config(config, overrides)  # every config error is raised here, before any work
+    cfg = load_config(config, overrides)  # every config error is raised here, before any work
     if out is not None:
         check_writable(out, "--out")
-    console = Console(stderr=False, quiet=quiet)
+    console = make_console(stderr=False, quiet=quiet)
     if out is not None and (out / "result.json").exists():
         console.print(f"note: {out} holds an earlier run; its files will be replaced", style="yellow",
                       highlight=False, soft_wrap=True)
     out = out if out is not None else default_run_dir("runs", cfg.data.name, cfg.model.name)
-    finish(run_live(cfg, out, lambda **hooks: train(cfg, out=out, **hooks), console, watch=watch), console)
+    finish(run_live(cfg, out, lambda **hooks: train(cfg, out=out, **hooks), console, watch=watch), console,
+           folder_line=True)
+
+
+def check_misplaced_overrides(config: Optional[Path], set_: list[str]) -> None:
+    """Name the two habits that land an override in the CONFIG argument: ``--set key value``
+    (the value becomes CONFIG) and Hydra's ``key=value`` without ``--set``.
+
+    Only a CONFIG that is not an existing file is suspect, so a config file whose name holds
+    ``=`` still works.
+
+    Example:
+        >>> check_misplaced_overrides(Path("optimizer.lr=0.01"), [])
+        Traceback (most recent call last):
+        ...
+        tunelab.errors.ConfigError: config file 'optimizer.lr=0.01' does not exist; to override a key use --set optimizer.lr=0.01
+    """
+    if config is None or config.exists():
+        return
+    text = str(config)
+    bare = next((s for s in set_ if "=" not in s), None)
+    if bare is not None and "=" not in text:
+        raise ConfigError(f"--set {bare!r} must look like key.path=value; did you mean --set {bare}={text}?")
+    if "=" in text:
+        raise ConfigError(f"config file {text!r} does not exist; to override a key use --set {text}")
 
 
 def describe(cfg) -> str:
@@ -99,9 +134,14 @@ def run_live(cfg, out: Path, runner: Callable[..., Any], console: Console, watch
         return runner(on_epoch=on_epoch, on_batch=on_batch, on_event=on_event)
 
 
-def finish(result, console: Console) -> None:
-    """The summary table, the diverged line, and the exit code of a run's status."""
-    console.print(_summary(result))
+def finish(result, console: Console, folder_line: bool = False) -> None:
+    """The summary table, the diverged line, and the exit code of a run's status. A quiet
+    console prints only ``run folder: PATH``, and only with ``folder_line`` (train: the folder
+    may be a generated name that a script needs; resume was given its folder)."""
+    if not console.quiet:
+        console.print(_summary(result))
+    elif folder_line:
+        typer.echo(f"run folder: {result.run_dir}")
     if result.status == "diverged":
         typer.echo(f"error: run diverged: {result.message}", err=True)
     raise typer.Exit(EXIT[result.status])

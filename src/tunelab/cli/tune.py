@@ -1,18 +1,54 @@
-"""``tunelab tune SPACE``: search hyperparameters; live progress, leaderboard, best.yaml."""
+"""``tunelab tune SPACE``: search hyperparameters; progress, leaderboard, runs/<study>/best.yaml.
+
+On a terminal a status line rewrites itself; in a log file or a pipe each finished trial gets
+one line instead (a status line that only redraws writes nothing to a log for minutes).
+"""
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 import typer
 import yaml
-from rich.console import Console
-
-from tunelab.cli.common import status_line
+from tunelab.cli.common import make_console, status_line
 from tunelab.cli.studies import leaderboard_table, rounds_table
-from tunelab.trainer.runfolder import check_writable
+from tunelab.errors import ConfigError
+
+# the library names its arguments; the CLI user typed these flags
+FLAGS = {"trials": "--trials", "workers": "--workers", "sampler": "--sampler", "pruner": "--pruner",
+         "storage": "--storage", "study": "--study", "round_size": "--round-size", "timeout": "--timeout",
+         "grace_epochs": "--grace-epochs"}
+
+
+def cli_words(message: str, flags: Optional[dict] = None) -> str:
+    """A library message in the CLI's words: ``trials=0`` -> ``--trials=0``.
+
+    Example:
+        >>> cli_words("trials=0 is out of range; pass fresh=True to start over, or a new study name")
+        '--trials=0 is out of range; pass --fresh to start over, or a new --study name'
+        >>> cli_words("overrides: training.epochs=0 is out of range")
+        '--set training.epochs=0 is out of range'
+    """
+    flags = FLAGS if flags is None else flags
+    text = message.replace("pass fresh=True", "pass --fresh").replace("fresh=True", "--fresh")
+    text = re.sub(r"^(with )?overrides:? ", lambda m: "--set " if not m.group(1) else "with --set ", text)
+    text = text.replace("a new study name", "a new --study name").replace("choose a new name", "choose a new --name")
+    names = "|".join(sorted(flags, key=len, reverse=True))
+    return re.sub(rf"(?<![\w.\-'\"])({names})(?==)", lambda m: flags[m.group(1)], text)
+
+
+@contextmanager
+def cli_errors(flags: Optional[dict] = None) -> Iterator[None]:
+    """Re-raise the library's ConfigErrors in the CLI's words (see ``cli_words``)."""
+    try:
+        yield
+    except ConfigError as e:
+        raise ConfigError(cli_words(str(e), flags)) from None
 
 
 def _fmt_seconds(s: Optional[float]) -> str:
@@ -22,13 +58,68 @@ def _fmt_seconds(s: Optional[float]) -> str:
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def _status(p, started: float, finished_at_start: int) -> str:
+def _status(p, started: float) -> str:
     best = f"{p.best:.4f} (#{p.best_number})" if p.best is not None else "-"
-    eta = p.eta(p.finished - finished_at_start)
-    line = (f"trials {p.finished}/{p.target}  done {p.done}  pruned {p.pruned}  failed {p.failed}  "
+    stage = f"{p.study}: " if ".stage" in p.study else ""
+    line = (f"{stage}trials {p.finished}/{p.target}  done {p.done}  pruned {p.pruned}  failed {p.failed}  "
             f"running {p.running}  best {best}  elapsed {_fmt_seconds(time.perf_counter() - started)}  "
-            f"left ~{_fmt_seconds(eta)}")
+            f"left ~{_fmt_seconds(p.eta())}")
     return line + (f"\nlast failure: {p.last_error[:120]}" if p.last_error else "")
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+def trial_line(o, word: str = "trial") -> str:
+    """One line for a finished trial (logs and pipes): number, state, value, params, seconds.
+
+    Example:
+        >>> from tunelab.search.study import TrialOutcome
+        >>> trial_line(TrialOutcome(7, "complete", 0.97123, {"optimizer.lr": 0.00312,
+        ...            "model.hidden": [256, 128]}, 12.34, 15))
+        'trial 7 complete value=0.9712 lr=0.00312 hidden=[256, 128] 12.3s'
+        >>> trial_line(TrialOutcome(8, "pruned", 0.5, {"optimizer.lr": 0.9}, 2.0, 5))
+        'trial 8 pruned at epoch 5 value=0.5000 lr=0.9 2.0s'
+    """
+    head = f"{word} {o.number} {o.state}"
+    if o.state == "pruned" and o.epoch:
+        head += f" at epoch {o.epoch}"
+    if o.state == "failed":
+        head += f" ({o.reason or 'unknown reason'})"
+    parts = [head]
+    if o.value is not None:
+        parts.append(f"value={o.value:.4f}")
+    parts += [f"{k}={v:.4f}" for k, v in o.extra.items() if isinstance(v, float)]
+    parts += [f"{k.split('.', 1)[-1]}={_value(v)}" for k, v in o.params.items()]
+    parts.append(f"{o.seconds:.1f}s")
+    return " ".join(parts)
+
+
+def _start_lines(p, trials: int, staged: bool, where: str) -> list[str]:
+    """What a run is about to do: counts from storage, grid size, nothing to run."""
+    lines = []
+    if p.deleted:
+        lines.append(f"study {p.study}: deleted its {p.deleted} earlier trials (--fresh)")
+    share = f"its share {p.target} of --trials {trials}" if staged else f"--trials {trials}"
+    if p.grid is not None:
+        if p.grid > p.target:
+            more = "" if staged else f"; rerun with --trials {p.grid} for all"
+            lines.append(f"grid: {p.grid} combinations; running {p.target} ({share}){more}")
+        else:
+            lines.append(f"grid: {p.grid} combinations; running all of them")
+    if p.at_start >= p.target:
+        limit = f"the whole grid of {p.grid}" if p.grid is not None and p.target == p.grid else f">= {share}"
+        lines.append(f"study {p.study} already has {p.at_start} finished trials ({limit}); nothing to run"
+                     + ("" if p.grid is not None and p.target == p.grid else "; raise --trials to continue"))
+    elif p.at_start:
+        lines.append(f"study {p.study} ({where}): {p.at_start} trials finished before; "
+                     f"running {p.target - p.at_start} more to reach {p.target}")
+    else:
+        lines.append(f"study {p.study} ({where}): running {p.target} trials")
+    return lines
 
 
 def tune_command(
@@ -37,46 +128,74 @@ def tune_command(
     sampler: str = typer.Option("random", "--sampler", help="grid, random, coarse-to-fine, tpe or gp."),
     trials: int = typer.Option(20, "--trials", "-n", help="Finished trials wanted in total (a rerun continues up to this)."),
     pruner: str = typer.Option("none", "--pruner", help="none, median, asha or hyperband (on the per-epoch objective)."),
+    grace_epochs: Optional[int] = typer.Option(None, "--grace-epochs", metavar="N", help="Pruners never stop a "
+                                               "trial before N epochs (default: 25% of the longest trial's "
+                                               "epochs, at least 2)."),
     workers: int = typer.Option(1, "--workers", "-w", help="Parallel worker processes (1: inline). Each gets cores/workers threads."),
+    set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key of the space's "
+                                   "base config, e.g. --set training.threads=1 (repeatable; checked at once)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default sqlite:///tunelab.db; postgresql://... works)."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the space file's name)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete the study (its trials) first, then run it anew."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", metavar="SECONDS", help="Stop asking for new "
+                                            "trials after this many seconds; running trials finish."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Sampler seed, for reproducible proposals."),
     stages: bool = typer.Option(False, "--stages", help="Tune in stages by priority (the space file's `stages`), fixing earlier best values."),
     round_size: Optional[int] = typer.Option(None, "--round-size", help="coarse-to-fine: trials per round (default max(8, trials/4)); the top quarter of each round sets the next ranges."),
-    out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for best.yaml."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="Folder for best.yaml "
+                                       "(default runs/<study>)."),
     trial_folders: Optional[Path] = typer.Option(None, "--trial-folders", help="Give every trial a live run folder "
                                                  "DIR/<study>/trial-NNNN that tunelab control and tunelab runs reach."),
 ) -> None:
-    """Search hyperparameters over real training runs; keeps every trial in storage."""
-    from tunelab.search.results import leaderboard
-    from tunelab.search.coarse_to_fine import stored_rounds
-    from tunelab.search.tune import tune
+    """Search hyperparameters over real training runs; keeps every trial in storage.
 
+    Pruners (median, asha, hyperband) never stop a trial in its first --grace-epochs epochs.
+    """
+    from tunelab.search.tune import DEFAULT_STORAGE, study_dir, tune
+    from tunelab.trainer.runfolder import check_writable  # imports torch: not at --help time
+
+    name = study or space.stem
+    out = out if out is not None else study_dir(name)
     check_writable(out, "--out")  # best.yaml goes there: fail now, not after the search
     if trial_folders is not None:
         check_writable(trial_folders, "--trial-folders")
-    console = Console()
+    where = storage or DEFAULT_STORAGE
+    console = make_console()
     started = time.perf_counter()
-    state = {"at_start": None}
-    with status_line(console) as update:
-        def on_progress(p) -> None:
-            if state["at_start"] is None:
-                state["at_start"] = p.finished - 1
-            update(_status(p, started, state["at_start"]))
+    state: dict[str, Any] = {"p": None}
+    live = console.is_terminal  # a log or a pipe gets one line per trial instead
 
-        try:
-            res = tune(space, sampler=sampler, trials=trials, pruner=pruner, workers=workers, trial_folders=trial_folders,
-                       storage=storage, study=study, seed=seed, stages=stages, round_size=round_size,
-                       on_progress=on_progress)
-        except KeyboardInterrupt:
-            console.print("interrupted: running trials were marked failed and will be retried "
-                          "when you run the same command again")
-            raise typer.Exit(130)
-    for st in res.studies:
-        console.print(leaderboard_table(st, leaderboard(st, 10)))
-        rounds = stored_rounds(st)
-        if rounds:
-            console.print(rounds_table(rounds))
+    def on_progress(p, update=None) -> None:
+        state["p"] = p
+        if p.event == "start":
+            for line in _start_lines(p, trials, stages, where):
+                console.print(line, highlight=False, soft_wrap=True)
+        elif p.event == "finished" and not live and p.last is not None:
+            console.print(trial_line(p.last), highlight=False, soft_wrap=True)
+        if update is not None:
+            update(_status(p, started))
+
+    kwargs = dict(sampler=sampler, trials=trials, pruner=pruner, workers=workers, trial_folders=trial_folders,
+                  storage=where, study=study, seed=seed, stages=stages, round_size=round_size,
+                  overrides=list(set_), fresh=fresh, timeout=timeout, grace_epochs=grace_epochs)
+    try:
+        with cli_errors():  # the library names its arguments; say the flags the user typed
+            if live:
+                with status_line(console) as update:
+                    res = tune(space, **kwargs, on_progress=lambda p: on_progress(p, update))
+            else:
+                res = tune(space, **kwargs, on_progress=on_progress)
+    except KeyboardInterrupt:
+        p = state["p"]
+        if p is not None and p.interrupted:
+            cut = ", ".join(f"#{n}" for n in p.interrupted)
+            said = (f"interrupted: trials {cut} were cut short; they are not counted and run again when you run "
+                    f"the same command again")
+        else:
+            said = "interrupted: finished trials are stored; run the same command again to continue"
+        console.print(said, highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
+    _show_results(res, console, live=live, started=started, timeout=timeout)
     if res.best_config is None:
         console.print("no trial completed; see `tunelab studies show` for the failure reasons")
         raise typer.Exit(1)
@@ -86,4 +205,28 @@ def tune_command(
                     f"{res.study.user_attrs.get('objective', 'value')} = {res.best_value:.6g}\n"
                     + yaml.safe_dump(res.best_config, sort_keys=False))
     console.print(f"best {res.best_value:.4f} (trial #{res.best_number}); config written to {best}; "
-                  f"train it with: tunelab train {best}", highlight=False)
+                  f"train it with: tunelab train {best}", highlight=False, soft_wrap=True)
+
+
+def _show_results(res, console, *, live: bool, started: float, timeout: Optional[float]) -> None:
+    """Final counts (logs only: a terminal keeps its status line), the timeout, each study's
+    leaderboard and coarse-to-fine rounds, and a note when few trials completed."""
+    from tunelab.search.coarse_to_fine import stored_rounds
+    from tunelab.search.results import leaderboard, thin_study_note
+
+    for p in res.progresses:
+        if not live:
+            console.print(_status(p, started), highlight=False, soft_wrap=True)
+        if p.stopped_early == "timeout":
+            console.print(f"timeout: stopped asking for new trials after {timeout:g} s; {p.finished} of "
+                          f"{p.target} trials finished (running ones were completed); run the same command "
+                          f"to continue", highlight=False, soft_wrap=True)
+    for st in res.studies:
+        console.print(leaderboard_table(st, leaderboard(st, 10)))
+        rounds = stored_rounds(st)
+        if rounds:
+            console.print(rounds_table(rounds))
+        note = thin_study_note(st)
+        if note:
+            console.print(f"note ({st.study_name}): {note} (`tunelab report --study {st.study_name}`)",
+                          highlight=False, soft_wrap=True)

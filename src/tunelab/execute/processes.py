@@ -12,8 +12,9 @@ trial: start, epoch..., then done, pruned or failed. A worker that dies mid-tria
 segfault, ``os._exit``) turns its trial into a failed event and is replaced.
 
 Processes split the cores: each worker sets ``torch.set_num_threads`` to its share of the
-cores (``cores // workers``, at least 1). Two workers that each use every core fight over
-them, and small models often train several times faster with one thread per process.
+cores (the cores other work leaves free, ``auto_threads``, divided by ``workers``, at least 1).
+Two workers that each use every core fight over them, and small models often train several
+times faster with one thread per process.
 
 Example:
     >>> from tunelab.execute.base import TrialSpec
@@ -62,7 +63,7 @@ def _worker_main(conn: Connection, threads: int) -> None:
 
     from tunelab.trainer.prepare import set_threads
 
-    set_threads(threads)  # processes split the cores (see the module docstring); training.threads wins
+    set_threads(threads, as_default=True)  # this worker's share is what training.threads null means here
     try:
         conn.send(("ready", torch.get_num_threads()))
         while (msg := conn.recv()) is not None:  # None: the driver asks us to exit
@@ -131,7 +132,11 @@ class ProcessExecutor:
         if start_method not in methods:
             raise ConfigError(f"start_method={start_method!r} is not known; choose one of {sorted(methods)}")
         self.workers = workers
-        self.threads = threads_per_worker or max(1, available_cores() // workers)
+        if threads_per_worker is None:  # the cores other work leaves free, split among the workers
+            from tunelab.trainer.prepare import auto_threads, machine_load, usable_cores
+
+            threads_per_worker = auto_threads(usable_cores(), machine_load(), workers)
+        self.threads = threads_per_worker
         self._ctx = mp.get_context(start_method)
         self._slots: list[Optional[_Worker]] = [None] * workers
         self._flight: dict[int, int] = {}  # slot -> number of the trial it runs

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from typing import Any, Optional, Sequence
 
 import matplotlib
@@ -21,9 +22,13 @@ from tunelab.report.compare_figs import (  # noqa: E402
     plot_metric_intervals,
     plot_paired_differences,
 )
-from tunelab.report.html import Section  # noqa: E402
+from tunelab.report.html import Section, format_p  # noqa: E402
 
-__all__ = ["compare_sections", "study_sections", "plot_arm_histograms"]
+__all__ = ["compare_sections", "study_sections", "plot_arm_histograms", "train_command", "FEW_TRIALS"]
+
+# Below this many completed trials, importance and parallel coordinates describe a handful of
+# points, not the search space: the report says so beside them.
+FEW_TRIALS = 5
 
 
 def _f(v: Optional[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -58,7 +63,7 @@ def _verdict_rows(analysis: dict, metric: str) -> list[dict[str, Any]]:
             "95% CI": f"{_f(low, scale)} to {_f(high, scale)}" if s else "-",
             "diff vs baseline (95% CI, unadjusted)": (f"{_f(p.mean_diff, scale, 2)} ({_f(p.ci_low, scale)} to {_f(p.ci_high, scale)})"
                                           if p else ("baseline" if arm["baseline"] else "-")),
-            "p (Holm)": _f(c.get("p_adjusted"), 1, 4) if p else "-",
+            "p (Holm)": format_p(c.get("p_adjusted")) if p else "-",
             "d_z": _f(p.effect_size if p else None),
             "verdict": v.label if v else ("baseline" if arm["baseline"] else "not enough runs"),
             "_class": (v.label.split()[0] if v else ("baseline" if arm["baseline"] else "")),
@@ -120,6 +125,8 @@ def plot_arm_histograms(per_arm: dict[str, Sequence[dict]]) -> Any:
             ax.stairs(layer["histogram"]["counts"], layer["histogram"]["edges"], fill=True, alpha=0.8)
             extra = [f"{k.split('_')[0]} {layer[k]:.0%}" for k in ("saturated_fraction", "dead_fraction")
                      if layer.get(k) is not None]
+            if layer.get("std") is not None:  # each panel spans its own range: the title gives the scale
+                extra.append(f"std {layer['std']:.2g}")
             ax.set_title(f"{name}: layer {c + 1} ({layer['activation']}) {' '.join(extra)}", fontsize=8)
             ax.tick_params(labelsize=7)
     return fig
@@ -183,24 +190,132 @@ def _effect_sections(effects: dict) -> list[Section]:
             Section("Two-way interactions (points; strength = residual sd after the additive fit)", "table", inter)]
 
 
+def _yaml_value(value: Any) -> str:
+    """A config value as ``--set`` reads it back (YAML): plain words bare, the rest as JSON."""
+    if isinstance(value, str):
+        try:
+            if yaml.safe_load(value) == value:
+                return value
+        except yaml.YAMLError:
+            pass
+    return json.dumps(value, separators=(",", ":"))
+
+
+def train_command(config: dict) -> str:
+    """The ``tunelab train`` command that trains ``config``: a ``--set`` for every key that
+    differs from the defaults.
+
+    Example:
+        >>> from tunelab.config import from_dict, to_dict
+        >>> train_command(to_dict(from_dict({"model": {"hidden": [64], "activation": "tanh"}})))
+        "tunelab train --set 'model.hidden=[64]' --set model.activation=tanh"
+    """
+    from tunelab.analysis.run_report import flatten
+    from tunelab.config import from_dict, to_dict
+
+    defaults = flatten(to_dict(from_dict({})))
+    parts = ["tunelab", "train"]
+    for key, value in flatten(config).items():
+        if key not in defaults or defaults[key] != value:
+            parts += ["--set", f"{key}={_yaml_value(value)}"]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _range_text(spec: Any) -> str:
+    """A stored coarse-to-fine range: '1e-05 .. 0.1 (log)', '[64] | [128]'."""
+    if not isinstance(spec, dict):
+        return json.dumps(spec)
+    kind = next((k for k in spec if k != "points"), None)
+    args = spec.get(kind)
+    if kind == "choice":
+        return " | ".join(json.dumps(v) for v in args)
+    if isinstance(args, (list, tuple)) and len(args) == 2:
+        scale = {"log_uniform": " (log)", "log_int": " (log)", "one_minus_log": " (1-b log)"}.get(kind, "")
+        return f"{args[0]:.4g} .. {args[1]:.4g}{scale}"
+    return json.dumps(spec)
+
+
+def _rounds_section(study) -> Optional[Section]:
+    """Coarse-to-fine: the ranges each round sampled from, as stored in the study."""
+    from tunelab.search.coarse_to_fine import stored_rounds
+
+    rounds = stored_rounds(study)
+    if not rounds:
+        return None
+    size = study.user_attrs.get("c2f_round_size")
+    keys = sorted({k for r in rounds for k in r})
+    rows = []
+    for i, ranges in enumerate(rounds):
+        row: dict[str, Any] = {"round": i}
+        if isinstance(size, int):
+            row["trials"] = f"#{i * size} to #{(i + 1) * size - 1}"
+        rows.append({**row, **{k: _range_text(ranges[k]) if k in ranges else "-" for k in keys}})
+    return Section("Coarse-to-fine rounds", "table", rows)
+
+
+def _few_trials_note(completed: int) -> str:
+    if completed >= FEW_TRIALS:
+        return ""
+    return (f"Only {completed} completed trial{'s' if completed != 1 else ''}: parameter importance, parallel "
+            f"coordinates and slices rest on fewer than {FEW_TRIALS} points and say little about the search "
+            "space (pruned and failed trials are not in them). Run more trials, or prune less, before reading them.")
+
+
+def _is_train_config(config: dict) -> bool:
+    from tunelab.config import from_dict
+    from tunelab.errors import ConfigError
+
+    try:
+        from_dict(config)
+    except ConfigError:
+        return False
+    return True
+
+
+def _reproduce(name: str, command: str, config: Optional[dict]) -> str:
+    lines = []
+    if command:
+        lines += ["# the search (rerunning it continues the study up to its --trials)", command]
+    if config and _is_train_config(config):  # a custom objective's config is not tunelab train's
+        lines += ["# the best trial alone, trained and tested", train_command(config)]
+    if not lines:  # neither recorded: say so rather than print a command that does not run
+        lines = [f"(not recorded: study {name!r} stores no command and no completed trial config)"]
+    return "\n".join(lines)
+
+
+_FEW_TRIAL_FIGURES = ("parallel", "importance", "slices")  # figures that compare trials with each other
+
+
 def study_sections(study, command: str = "") -> list[Section]:
-    """A tune study: leaderboard, counts, and Optuna-style figures."""
+    """A tune study: leaderboard, counts, coarse-to-fine rounds, Optuna-style figures (with a
+    note when they rest on fewer than FEW_TRIALS completed trials), the best config and the
+    commands that reproduce the search and its best trial. ``command`` overrides the command
+    stored in the study's user attribute ``command``."""
     from tunelab.report.study_figs import study_figures
     from tunelab.search.results import counts, leaderboard
 
     c = counts(study)
+    completed = c.get("complete", 0)
     rows = [dict(trial=r["number"], value=r["value"], epochs=r["epochs"], seconds=r["seconds"],
                  **{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r["params"].items()})
             for r in leaderboard(study, 15)]
+    few = _few_trials_note(completed)
     sections = [Section("Study", "text", f"{study.study_name}: {' '.join(f'{k} {v}' for k, v in c.items() if v)}. "
                         f"Objective: {study.user_attrs.get('objective', 'value')} ({study.direction.name.lower()}); "
-                        f"sampler {study.user_attrs.get('sampler', '?')}, pruner {study.user_attrs.get('pruner', '?')}."),
+                        f"sampler {study.user_attrs.get('sampler', '?')}, pruner {study.user_attrs.get('pruner', '?')}."
+                        + (f"\n\n{few}" if few else "")),
                 Section("Best trials", "table", rows)]
+    rounds = _rounds_section(study)
+    if rounds is not None:
+        sections.append(rounds)
     for name, fig in study_figures(study).items():
-        sections.append(Section(name.replace("_", " "), "figure", fig))
+        caption = few if name in _FEW_TRIAL_FIGURES else ""
+        sections.append(Section(name.replace("_", " "), "figure", fig, caption=caption))
     best = leaderboard(study, 1)
+    cfg = None
     if best:
         cfg = study.trials[best[0]["number"]].user_attrs.get("config")
         sections.append(Section("Best config", "code", yaml.safe_dump(cfg, sort_keys=False) if cfg else "-"))
-    sections.append(Section("Reproduce", "code", command or f"tunelab tune SPACE --study {study.study_name}"))
+    stored = study.user_attrs.get("command")
+    sections.append(Section("Reproduce", "code", _reproduce(study.study_name, command or stored or "", cfg)))
     return sections

@@ -1,7 +1,8 @@
 """Diagnostics figures: layer stats in (from ``tunelab.analysis.diagnostics``), figure out.
 
 The histograms are drawn from the counts and bin edges already in the stats; nothing is
-computed here.
+computed here. Each panel spans its own layer's range (the bin edges), and its title gives the
+layer's std, so a signal that shrinks layer by layer shows as its scale, not as one bar at 0.
 
 Example:
     >>> layer = dict(layer=1, kind="hidden", name="fc0", activation="sigmoid",
@@ -29,12 +30,15 @@ _COLORS = {"init": "tab:blue", "trained": "tab:orange"}
 
 
 def _title(layer: dict, phase: str) -> str:
-    """'layer 2 fc1 (relu), init: dead 63%' — the fraction that applies to the activation."""
+    """'layer 2 fc1 (relu), init: dead 63%, std 0.41' — the fraction that applies to the
+    activation, and the spread (the x range differs per panel, so the title says the scale)."""
     notes = []
     if layer.get("saturated_fraction") is not None:
         notes.append(f"saturated {layer['saturated_fraction']:.0%}")
     if layer.get("dead_fraction") is not None:
         notes.append(f"dead {layer['dead_fraction']:.0%}")
+    if layer.get("std") is not None:
+        notes.append(f"std {layer['std']:.2g}")
     head = f"layer {layer['layer']} {layer.get('name', '')} ({layer['activation']}), {phase}"
     return f"{head}: {', '.join(notes)}" if notes else head
 
@@ -46,6 +50,8 @@ def _draw(ax: Axes, layer: Optional[dict], phase: str) -> None:
         return
     hist = layer["histogram"]
     ax.stairs(hist["counts"], hist["edges"], fill=True, color=_COLORS.get(phase, "tab:gray"), alpha=0.8)
+    ax.set_xlim(hist["edges"][0], hist["edges"][-1])  # the layer's own range: a tiny signal fills the panel
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 3))  # 1e-05 scales read as such
     ax.set_title(_title(layer, phase), fontsize=9)
     ax.set_ylabel("count", fontsize=8)
     ax.tick_params(labelsize=7)

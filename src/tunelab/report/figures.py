@@ -43,10 +43,11 @@ def _marker_x(event: dict) -> float:
 
 
 def plot_curves(history: Sequence[dict[str, float]], title: str = "", events: Sequence[dict] = (),
-                others: Sequence[Line] = ()) -> Figure:
+                others: Sequence[Line] = (), chance: Optional[float] = None) -> Figure:
     """Loss and accuracy for train and validation per epoch (the over-fitting picture);
     ``events`` (interventions) are drawn as labelled vertical markers, ``others`` (parent and
-    forks) as thinner lines."""
+    forks) as thinner lines, ``chance`` (1 / classes) as a dotted line with the accuracy axis
+    kept from it to 1, so a run stuck at chance is not auto-scaled into big swings."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     epochs = [h["epoch"] for h in history]
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
@@ -69,6 +70,10 @@ def plot_curves(history: Sequence[dict[str, float]], title: str = "", events: Se
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    if chance is not None:
+        ax_acc.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+        ax_acc.set_ylim(min(chance, ax_acc.get_ylim()[0]) - 0.02, 1.01)
+        ax_acc.legend(fontsize=8)
     ax_loss.set_title("loss")
     ax_acc.set_title("accuracy")
     if title:
@@ -92,8 +97,9 @@ def lineage_lines(run_dir: Path) -> list[Line]:
     return lines
 
 
-def _save_curves(out: Path, history, title: str, events) -> None:
-    fig = plot_curves(history, title=title, events=events, others=lineage_lines(out))
+def _save_curves(out: Path, history, title: str, events, classes: Optional[int] = None) -> None:
+    chance = 1 / classes if classes else None
+    fig = plot_curves(history, title=title, events=events, others=lineage_lines(out), chance=chance)
     fig.savefig(Path(out) / "curves.png", dpi=110)
     plt.close(fig)
 
@@ -103,7 +109,8 @@ def write_curves(out: Path, cfg: Any, result: Any) -> None:
     that finishes draws its parent's curves.png again, so the parent shows its children too."""
     from tunelab.trainer.lineage import read_lineage
 
-    _save_curves(out, result.history, f"{Path(out).name}: {cfg.data.name} / {cfg.model.name}", result.events)
+    _save_curves(out, result.history, f"{Path(out).name}: {cfg.data.name} / {cfg.model.name}", result.events,
+                 getattr(result, "num_classes", None))
     lineage = read_lineage(out)
     if lineage and lineage["parent_dir"] is not None:
         redraw_curves(lineage["parent_dir"])

@@ -29,7 +29,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["Section", "build_report", "write_report", "figure_to_data_uri", "format_value", "KINDS"]
+__all__ = ["Section", "build_report", "write_report", "figure_to_data_uri", "format_value", "format_p", "KINDS"]
 
 KINDS = ("text", "table", "figure", "code", "html")
 _PNG_PREFIX = "data:image/png;base64,"
@@ -46,9 +46,9 @@ nav ol{padding-left:1.25rem;margin:.25rem 0}nav a{color:#0969da}
 figure{margin:0}figure img{display:block;max-width:100%;height:auto}
 figcaption{color:#57606a;font-size:.9rem}
 .table-wrap{overflow-x:auto;max-width:100%}
-table{border-collapse:collapse;font-size:.9rem;margin:.25rem 0}
-th,td{border:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;white-space:nowrap}
-th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+table{border-collapse:collapse;font-size:.9rem;margin:.25rem 0;overflow-wrap:normal}
+th,td{border:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.better td{background:#dafbe1}tr.worse td{background:#ffebe9}
 tr.same td,tr.tie td,tr.inconclusive td{background:#f6f8fa}tr.baseline td{font-weight:600}
 pre{background:#f6f8fa;padding:.75rem;overflow-x:auto;max-width:100%;font-size:.85rem;
@@ -106,6 +106,21 @@ def format_value(value: Any) -> str:
     if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
         return f"{x:.3e}"
     return f"{x:.4g}"
+
+
+def format_p(p: Any) -> str:
+    """A p-value for a table: "< 0.0001" below it, else 3 significant digits ("-" if none).
+
+    A p that rounds to 0.0000 at four decimals is not zero; it is smaller than the table can
+    show, and says so.
+
+    Example:
+        >>> format_p(3e-7), format_p(0.01234), format_p(0.5), format_p(None)
+        ('< 0.0001', '0.0123', '0.5', '-')
+    """
+    if p is None or isinstance(p, bool) or not isinstance(p, numbers.Number) or math.isnan(p):
+        return "-"
+    return "< 0.0001" if p < 1e-4 else f"{float(p):.3g}"
 
 
 def _is_number(value: Any) -> bool:

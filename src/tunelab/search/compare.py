@@ -86,7 +86,8 @@ class CompareDriver(StudyDriver):
                     trial.set_user_attr(key, value)
                 log_dir = self.log_dir(trial, config)
                 self.live[trial.number], self.t0[trial.number] = trial, _now()
-                self.progress.running = len(self.live)
+                self.values[trial.number] = {"arm": arm.name, "seed": seed}  # for its log line
+                self._notify("running")
                 yield TrialSpec(trial.number, config, "val_accuracy", None, seed, test=True, log_dir=log_dir)
 
     def on_event(self, ev):
@@ -112,8 +113,8 @@ def _save_design(study: optuna.Study, base: dict, arms: list[Arm], seeds: list[i
         study.set_user_attr("design", json.loads(json.dumps(design)))
     elif ([a["overrides"] for a in stored["arms"]] != [a.overrides for a in arms] or stored["base"] != base
           or stored["seeds"] != seeds):
-        raise ConfigError(f"--name {study.study_name.split(':', 1)[1]!r} already holds a compare with "
-                          f"another design; choose a new --name")
+        raise ConfigError(f"name={study.study_name.split(':', 1)[1]!r} already holds a compare with "
+                          f"another design; choose a new name")
 
 
 def load_design(study: optuna.Study) -> dict[str, Any]:

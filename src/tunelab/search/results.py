@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import optuna
 from optuna.trial import TrialState
@@ -19,7 +19,12 @@ from optuna.trial import TrialState
 from tunelab.errors import ConfigError
 from tunelab.search.storage import missing_sqlite_file, storage_errors
 
-__all__ = ["leaderboard", "study_summaries", "trial_rows", "write_csv", "counts", "load_study"]
+__all__ = ["leaderboard", "study_summaries", "trial_rows", "write_csv", "counts", "load_study",
+           "thin_study_note", "HANDFUL"]
+
+# Below this many completed trials, figures that compare trials with each other (importance,
+# parallel coordinates, slices) describe a few points, not the search space.
+HANDFUL = 5
 
 
 def load_study(name: str, storage: str) -> optuna.Study:
@@ -35,10 +40,43 @@ def load_study(name: str, storage: str) -> optuna.Study:
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
+    """Trials by state; ``interrupted`` counts the failed ones a stopped driver left (Ctrl-C,
+    a kill), which run again and are not failures of their own.
+
+    Example:
+        >>> import optuna
+        >>> counts(optuna.create_study())["interrupted"]
+        0
+    """
     out = {s.name.lower(): 0 for s in TrialState}
+    out["interrupted"] = 0
     for t in study.get_trials(deepcopy=False):
-        out[t.state.name.lower()] += 1
+        requeued = t.state == TrialState.FAIL and t.user_attrs.get("requeued")
+        out["interrupted" if requeued else t.state.name.lower()] += 1
     return out
+
+
+def thin_study_note(study: optuna.Study, handful: int = HANDFUL) -> Optional[str]:
+    """A warning when importance and parallel coordinates would rest on fewer than ``handful``
+    completed trials (pruned and failed trials are not in them); None when there are enough.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(direction="maximize")
+        >>> for v in (0.5, 0.7, 0.9):
+        ...     study.enqueue_trial({}); study.optimize(lambda t: v, n_trials=1)
+        >>> thin_study_note(study).startswith("importance and parallel coordinates rest on only 3 completed")
+        True
+    """
+    c = counts(study)
+    done = c["complete"]
+    if done >= handful:
+        return None
+    others = [f"{c[k]} {k}" for k in ("pruned", "fail") if c[k]]
+    besides = f" ({', '.join(others).replace('fail', 'failed')} left out)" if others else ""
+    trials = "trial" if done == 1 else "trials"
+    return (f"importance and parallel coordinates rest on only {done} completed {trials}{besides}; "
+            f"run more trials (or prune less) before reading them")
 
 
 def _params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:

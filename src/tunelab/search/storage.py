@@ -1,33 +1,65 @@
-"""Opening Optuna storage: a bad ``--storage`` URL is a one-line user error, not a traceback.
+"""Opening Optuna storage: a bad ``storage`` URL is a one-line user error, not a traceback.
+
+``tunelab.tune()`` keeps its studies in memory unless it is given a storage (a URL or an Optuna
+storage object); the CLI passes ``sqlite:///tunelab.db`` by default.
 
 Example:
     >>> with storage_errors("sqlite:///:memory:"):
     ...     pass
+    >>> _, where = resolve_storage(None); where
+    'in memory (pass storage= to keep it)'
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 from tunelab.errors import ConfigError
 
-__all__ = ["storage_errors", "missing_sqlite_file"]
+__all__ = ["storage_errors", "missing_sqlite_file", "resolve_storage", "delete_studies", "IN_MEMORY",
+           "StorageLike"]
+
+IN_MEMORY = "in memory (pass storage= to keep it)"
+StorageLike = Union[str, "optuna.storages.BaseStorage", None]
 
 
 @contextmanager
 def storage_errors(url: str) -> Iterator[None]:
     """Turn SQLAlchemy's errors on opening ``url`` (unknown dialect, missing driver, no such
-    file or server) into a ConfigError naming --storage and the URL."""
+    file or server) into a ConfigError naming ``storage`` and the URL."""
     import sqlalchemy.exc
 
     try:
         yield
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError, ImportError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"--storage {url!r} cannot be opened ({reason}); give an SQLAlchemy URL "
+        raise ConfigError(f"storage={url!r} cannot be opened ({reason}); give an SQLAlchemy URL "
                           f"such as sqlite:///tunelab.db or postgresql://user:password@host/db") from None
+
+
+def interrupted_write(error: BaseException) -> bool:
+    """Whether ``error`` is a storage write cut by Ctrl-C or SIGTERM: SQLite answers a signal
+    that lands inside a statement with OperationalError('interrupted'), which Optuna wraps in a
+    StorageInternalError; the driver must treat it as the interrupt it is.
+
+    Example:
+        >>> import sqlite3
+        >>> try:
+        ...     raise RuntimeError("commit failed") from sqlite3.OperationalError("interrupted")
+        ... except RuntimeError as e:
+        ...     interrupted_write(e)
+        True
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, KeyboardInterrupt) or (
+                type(error).__name__ == "OperationalError" and "interrupted" in str(error).lower()):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def missing_sqlite_file(url: str) -> Optional[str]:
@@ -52,3 +84,67 @@ def missing_sqlite_file(url: str) -> Optional[str]:
     if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
         return None
     return None if Path(parsed.database).exists() else parsed.database
+
+
+def resolve_storage(storage: StorageLike) -> tuple[object, str]:
+    """``(what optuna.create_study takes, where it is in words)``: None is a fresh in-memory
+    storage; a URL or an Optuna storage object is used as it is."""
+    import optuna
+
+    if storage is None:
+        return optuna.storages.InMemoryStorage(), IN_MEMORY
+    if isinstance(storage, str):
+        return storage, storage
+    if isinstance(storage, optuna.storages.BaseStorage):
+        kind = "in memory" if isinstance(storage, optuna.storages.InMemoryStorage) else type(storage).__name__
+        return storage, f"{kind} (the storage object you passed)"
+    raise ConfigError(f"storage={storage!r} is not allowed; give an SQLAlchemy URL such as "
+                      f"sqlite:///tunelab.db, an optuna storage object, or None (in memory)")
+
+
+def _names(storage: object) -> list[str]:
+    import optuna
+
+    return sorted(optuna.get_all_study_names(storage))
+
+
+def delete_studies(storage: StorageLike, name: str, *, stages: bool = True, must_exist: bool = True
+                   ) -> list[tuple[str, int]]:
+    """Delete study ``name`` (and its stage studies ``name.stageK`` when ``stages``) from
+    ``storage``; returns ``(study, trial count)`` for each one deleted.
+
+    With ``must_exist`` an unknown name raises ConfigError listing the studies there are
+    (a compare is the study ``compare:NAME``).
+
+    Example:
+        >>> import optuna
+        >>> st = optuna.storages.InMemoryStorage()
+        >>> _ = optuna.create_study(study_name="a", storage=st)
+        >>> delete_studies(st, "a")
+        [('a', 0)]
+    """
+    import optuna
+
+    if isinstance(storage, str) and missing_sqlite_file(storage):
+        if not must_exist:
+            return []
+        raise ConfigError(f"study {name!r} is not in {storage}; the file {missing_sqlite_file(storage)} "
+                          f"does not exist")
+    with storage_errors(storage if isinstance(storage, str) else "<storage object>"):
+        names = _names(storage)
+    doomed = [n for n in names if n == name or (stages and n.startswith(name + ".stage")
+                                                 and n[len(name) + 6:].isdigit())]
+    if not doomed and must_exist:
+        import difflib
+
+        hint = difflib.get_close_matches(name, names, n=1)
+        there = (f"choose one of {names}" + (f" (did you mean {hint[0]!r}?)" if hint else "")) if names \
+            else "it holds no studies"
+        where = storage if isinstance(storage, str) else "this storage"
+        raise ConfigError(f"study {name!r} is not in {where}; {there}")
+    out = []
+    for n in doomed:
+        trials = len(optuna.load_study(study_name=n, storage=storage).get_trials(deepcopy=False))
+        optuna.delete_study(study_name=n, storage=storage)
+        out.append((n, trials))
+    return out

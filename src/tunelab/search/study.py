@@ -8,7 +8,11 @@ library versions as user attributes, so a study opens in optuna-dashboard as it 
 
 Resuming: a trial left RUNNING by a driver that was killed is marked failed (reason:
 interrupted) and its parameters are queued again; finished trials are never rerun, and the
-study goes on until ``trials`` trials have finished.
+study goes on until ``trials`` trials have finished. Such interrupted trials are not failures:
+they do not count toward the budget, nor in ``Progress.failed``.
+
+A time budget (``timeout`` seconds) stops asking for new trials once it is spent; the trials
+already running finish and are told as usual.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from tunelab.errors import ConfigError
 from tunelab.execute.base import Decision, Event, Executor, TrialSpec
 from tunelab.search.space import SearchSpace
 
-__all__ = ["StudyDriver", "Progress", "versions", "finished_count", "recover_stale", "tensorboard_root",
-           "TENSORBOARD_ROOT"]
+__all__ = ["StudyDriver", "Progress", "TrialOutcome", "versions", "finished_count", "recover_stale",
+           "tensorboard_root", "TENSORBOARD_ROOT"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 TENSORBOARD_ROOT = Path("runs") / "tensorboard"  # beside `tunelab train`'s runs/, so one --logdir runs/ shows all
@@ -55,9 +59,36 @@ def versions() -> dict[str, str]:
             "optuna": optuna.__version__, "python": platform.python_version()}
 
 
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How one trial ended (plain data, for per-trial log lines).
+
+    ``state`` is complete, pruned or failed; ``epoch`` the epochs it ran (pruned: the epoch
+    it was stopped at); ``params`` the sampled values by config key; ``reason`` the first line
+    of a failure.
+    """
+
+    number: int
+    state: str
+    value: Optional[float]
+    params: dict
+    seconds: float
+    epoch: Optional[int] = None
+    reason: str = ""
+    extra: dict = field(default_factory=dict)  # e.g. a compare run's test_accuracy
+
+
 @dataclass
 class Progress:
-    """Live counts for the progress display (plain data)."""
+    """Live counts for the progress display (plain data).
+
+    ``event`` says why ``on_progress`` was called: ``start`` (once, before any trial; the
+    counts are what storage held), ``running`` (a trial began) or ``finished`` (``last`` is
+    the trial that ended). ``at_start`` is the number of finished trials found in storage when
+    this run began. Trials cut short by Ctrl-C are listed in ``interrupted`` and never counted
+    as failed (they run again). ``stopped_early`` is ``"timeout"`` when the time budget ended
+    the run before ``target`` trials had finished.
+    """
 
     target: int
     done: int = 0
@@ -68,16 +99,29 @@ class Progress:
     best_number: Optional[int] = None
     started: float = field(default_factory=time.perf_counter)
     last_error: str = ""
+    study: str = ""
+    at_start: int = 0
+    event: str = "start"
+    last: Optional[TrialOutcome] = None
+    interrupted: list[int] = field(default_factory=list)
+    stopped_early: str = ""
+    grid: Optional[int] = None  # grid sampler: the number of combinations in the grid
+    deleted: int = 0  # trials deleted before this run (fresh=True)
 
     @property
     def finished(self) -> int:
         return self.done + self.pruned + self.failed
 
-    def eta(self, finished_this_run: int) -> Optional[float]:
+    @property
+    def finished_this_run(self) -> int:
+        return self.finished - self.at_start
+
+    def eta(self, finished_this_run: Optional[int] = None) -> Optional[float]:
         """Seconds left, from this run's mean time per finished trial."""
-        if finished_this_run <= 0:
+        n = self.finished_this_run if finished_this_run is None else finished_this_run
+        if n <= 0:
             return None
-        per = (time.perf_counter() - self.started) / finished_this_run
+        per = (time.perf_counter() - self.started) / n
         return per * max(self.target - self.finished, 0)
 
 
@@ -104,25 +148,37 @@ def recover_stale(study: optuna.Study, reason: str = "interrupted: the driver st
 
 
 class StudyDriver:
-    """Runs one Optuna study (or one stage of a staged study) through an executor."""
+    """Runs one Optuna study (or one stage of a staged study) through an executor.
+
+    ``timeout`` (seconds, from ``run()``) stops asking for new trials once spent; running
+    trials finish. ``on_progress(progress)`` is called at the start, when a trial begins and
+    when one ends (see ``Progress.event``).
+    """
 
     requeue_params = True  # an interrupted trial's parameters are asked again on the next run
 
     def __init__(self, study: optuna.Study, space: Optional[SearchSpace], keys: list[str], base: dict,
                  target: int, objective_fn: Optional[Callable[..., float]] = None,
                  on_progress: Optional[Callable[[Progress], None]] = None,
-                 log_root: Optional[Path] = None, run_root: Optional[Path] = None) -> None:
+                 log_root: Optional[Path] = None, run_root: Optional[Path] = None,
+                 timeout: Optional[float] = None) -> None:
         self.study, self.space, self.keys, self.base = study, space, keys, base
         self.run_root = run_root  # trial run folders (None: trials keep no folder)
         self.log_root = log_root if log_root is not None else tensorboard_root(study.study_name)
         self.target, self.fn, self.on_progress = target, objective_fn, on_progress
+        self.timeout, self.deadline = timeout, None
         self.dists = space.optuna_params(keys) if space is not None else {}
         self.live: dict[int, optuna.trial.Trial] = {}
         self.t0: dict[int, float] = {}
+        self.values: dict[int, dict] = {}  # trial number -> sampled values (for its log line)
+        self.last_epoch: dict[int, int] = {}  # trial number -> training.epochs of its config (trained trials)
         self.history: dict[int, list] = {}
-        self.progress = Progress(target)
-        self.finished_this_run = 0
+        self.progress = Progress(target, study=study.study_name)
         self._count_existing()
+
+    @property
+    def finished_this_run(self) -> int:
+        return self.progress.finished_this_run
 
     # ------------------------------------------------------------------ bookkeeping
     def _count_existing(self) -> None:
@@ -134,6 +190,7 @@ class StudyDriver:
                 p.pruned += 1
             elif t.state == TrialState.FAIL and not _requeued(t):
                 p.failed += 1
+        p.at_start = p.finished
         self._update_best()
 
     def _update_best(self) -> None:
@@ -146,26 +203,51 @@ class StudyDriver:
     def _remaining(self) -> int:
         return self.target - self.progress.finished - len(self.live)
 
+    def _notify(self, event: str, outcome: Optional[TrialOutcome] = None) -> None:
+        p = self.progress
+        p.event, p.running = event, len(self.live)
+        if outcome is not None:
+            p.last = outcome
+        if self.on_progress:
+            self.on_progress(p)
+
+    def _out_of_time(self) -> bool:
+        if self.deadline is None or time.perf_counter() < self.deadline:
+            return False
+        self.progress.stopped_early = "timeout"
+        return True
+
+    def _outcome(self, number: int, state: str, value: Optional[float], epoch: Optional[int],
+                 reason: str = "", extra: Optional[dict] = None) -> TrialOutcome:
+        seconds = time.perf_counter() - self.t0.get(number, time.perf_counter())
+        return TrialOutcome(number, state, value, self.values.pop(number, {}), round(seconds, 3), epoch,
+                            reason.splitlines()[0] if reason else "", extra or {})
+
     # ------------------------------------------------------------------ asking
     def specs(self) -> Iterator[TrialSpec]:
         """Lazily asked trials: the executor pulls one when it has a free slot."""
-        while self._remaining() > 0:
+        while self._remaining() > 0 and not self._out_of_time():
             trial = self.study.ask(self.dists)
             values = self.space.decode({k: v for k, v in trial.params.items()})
+            # the space file's order, as the user wrote it (Optuna's params come sorted)
+            self.values[trial.number] = {**{k: values[k] for k in self.keys if k in values}, **values}
             try:
                 config = self.space.apply(self.base, values)
             except ConfigError as e:  # a combination the config rejects: a failed trial, not a crash
                 trial.set_user_attr("fail_reason", f"invalid config: {e}")
                 self.study.tell(trial, state=TrialState.FAIL)
                 self.progress.failed += 1
+                self._notify("finished", self._outcome(trial.number, "failed", None, 0, f"invalid config: {e}"))
                 continue
             seed = int(config.get("training", {}).get("seed", 0)) if isinstance(config, dict) else 0
             for key, value in (("config", config), ("params", values), ("seed", seed),
                                ("versions", versions())):
                 trial.set_user_attr(key, value)
             log_dir = self.log_dir(trial, config)
+            if self.fn is None:
+                self.last_epoch[trial.number] = int(config.get("training", {}).get("epochs", 0) or 0)
             self.live[trial.number], self.t0[trial.number] = trial, time.perf_counter()
-            self.progress.running = len(self.live)
+            self._notify("running")
             yield TrialSpec(trial.number, config, self.space.objective_metric, self.fn, seed, log_dir=log_dir,
                             run_dir=self.run_dir(trial))
 
@@ -204,11 +286,21 @@ class StudyDriver:
         if ev.kind == "epoch":
             self.history.setdefault(ev.number, []).append(ev.metrics)
             trial.report(ev.value, ev.step)
+            if self.last_epoch.get(ev.number, 0) and ev.step >= self.last_epoch[ev.number]:
+                # the trial has trained all its epochs: pruning now saves nothing and would only
+                # throw its result away (an ASHA rung can fall on the last epoch)
+                return "continue"
             return "prune" if trial.should_prune() else "continue"
         self._finish(trial, ev)
         return None
 
     def _finish(self, trial: optuna.trial.Trial, ev: Event) -> None:
+        if ev.metrics.get("status") == "interrupted":
+            # the training itself was interrupted (a signal in a worker): not a result; rerun it
+            self._abandon_one(ev.number, trial, "interrupted while training")
+            self.live.pop(ev.number, None)
+            self._notify("running")
+            return
         history = ev.metrics.get("history", self.history.get(ev.number, []))
         trial.set_user_attr("history", json.loads(json.dumps(history, default=float)))
         trial.set_user_attr("duration_s", round(time.perf_counter() - self.t0[ev.number], 3))
@@ -216,52 +308,76 @@ class StudyDriver:
         if summary:
             trial.set_user_attr("result", json.loads(json.dumps(summary, default=str)))
         p = self.progress
+        extra = {k: summary[k] for k in ("test_accuracy",) if isinstance(summary.get(k), (int, float))}
         if ev.kind == "done":
             self.study.tell(trial, ev.value)
             p.done += 1
+            outcome = self._outcome(ev.number, "complete", ev.value, summary.get("epochs_run", ev.step), extra=extra)
         elif ev.kind == "pruned":
             trial.set_user_attr("pruned_at_epoch", ev.step)
             self.study.tell(trial, state=TrialState.PRUNED)
             p.pruned += 1
+            last = (self.history.get(ev.number) or [{}])[-1]  # a user objective reports "value"
+            value = last.get(self.space.objective_metric, last.get("value")) if self.space is not None else None
+            outcome = self._outcome(ev.number, "pruned", value, ev.step)
         else:
             trial.set_user_attr("fail_reason", ev.error[:2000] or "unknown")
             self.study.tell(trial, state=TrialState.FAIL)
             p.failed += 1
             p.last_error = ev.error.splitlines()[0] if ev.error else ""
+            outcome = self._outcome(ev.number, "failed", None, ev.step or None, ev.error or "unknown")
         del self.live[ev.number]
-        self.finished_this_run += 1
-        p.running = len(self.live)
+        self.last_epoch.pop(ev.number, None)
         self._update_best()
-        if self.on_progress:
-            self.on_progress(p)
+        self._notify("finished", outcome)
 
     # ------------------------------------------------------------------ running
     def run(self, executor: Executor) -> Progress:
-        """Run until ``target`` trials have finished; Ctrl-C marks running trials and re-raises."""
+        """Run until ``target`` trials have finished (or the timeout stops asking for more);
+        Ctrl-C marks running trials interrupted (rerun next time) and re-raises."""
+        self.progress.started = time.perf_counter()
+        self.deadline = None if self.timeout is None else self.progress.started + self.timeout
+        self._notify("start")
         try:
             executor.run(self.specs(), self.on_event)
         except KeyboardInterrupt:
-            self.abandon("interrupted by Ctrl-C")
-            # a trial asked but not yet handed out (Ctrl-C between ask and dispatch) is
-            # RUNNING in storage without being live; this driver is the only writer, so sweep
-            self.sweep_running("interrupted by Ctrl-C")
+            self._interrupted()
             raise
+        except Exception as e:
+            from tunelab.search.storage import interrupted_write
+
+            if not interrupted_write(e):
+                raise
+            self._interrupted()  # the signal landed inside a storage write
+            raise KeyboardInterrupt("interrupted during a storage write") from e
         return self.progress
+
+    def _interrupted(self) -> None:
+        self.abandon("interrupted (Ctrl-C or SIGTERM)")
+        # a trial asked but not yet handed out (Ctrl-C between ask and dispatch) is
+        # RUNNING in storage without being live; this driver is the only writer, so sweep
+        self.sweep_running("interrupted (Ctrl-C or SIGTERM)")
 
     def sweep_running(self, reason: str) -> None:
         """Mark any trial of this study still RUNNING in storage failed (and requeued)."""
-        recover_stale(self.study, reason, requeue_params=self.requeue_params)
+        swept = recover_stale(self.study, reason, requeue_params=self.requeue_params)
+        self.progress.interrupted += [n for n in swept if n not in self.progress.interrupted]
 
     def abandon(self, reason: str) -> None:
         """Mark every trial still in flight failed (requeued for the next run)."""
         for number, trial in list(self.live.items()):
-            if self.study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
-                continue  # told just before the interrupt
-            trial.set_user_attr("fail_reason", reason)
-            trial.set_user_attr("requeued", True)
-            if number in self.history:
-                trial.set_user_attr("history", json.loads(json.dumps(self.history[number], default=float)))
-            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            if self.requeue_params:
-                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": number}, skip_if_exists=False)
+            self._abandon_one(number, trial, reason)
         self.live.clear()
+        self.progress.running = 0
+
+    def _abandon_one(self, number: int, trial: optuna.trial.Trial, reason: str) -> None:
+        if self.study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+            return  # told just before the interrupt
+        trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr("requeued", True)
+        if number in self.history:
+            trial.set_user_attr("history", json.loads(json.dumps(self.history[number], default=float)))
+        self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        if self.requeue_params:
+            self.study.enqueue_trial(trial.params, user_attrs={"retry_of": number}, skip_if_exists=False)
+        self.progress.interrupted.append(number)

@@ -1,21 +1,27 @@
 """``tunelab.tune``: search hyperparameters over real training runs (or your own objective).
 
+Without ``storage=`` a study lives in memory and ends with the call: a rerun after the
+objective changed starts afresh instead of returning an old best. Pass a URL
+(``storage="sqlite:///tunelab.db"``, what the CLI uses) to keep it and continue it later.
+
 Example:
     >>> import tunelab
     >>> res = tunelab.tune({"base": {"training": {"epochs": 1}, "model": {"hidden": [16]}},
     ...                     "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}},
-    ...                    trials=2, storage="sqlite:///:memory:", seed=0)
-    >>> len(res.study.trials), 0 < res.best_value <= 1
-    (2, True)
+    ...                    trials=2, seed=0, overrides=["training.threads=1"])
+    >>> len(res.study.trials), 0 < res.best_value <= 1, res.storage
+    (2, True, 'in memory (pass storage= to keep it)')
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import optuna
 
@@ -23,17 +29,25 @@ from tunelab.errors import ConfigError
 from tunelab.search.pruners import make_pruner
 from tunelab.search.samplers import grid_size, make_sampler
 from tunelab.search.space import SearchSpace
-from tunelab.search.storage import storage_errors
+from tunelab.search.storage import StorageLike, delete_studies, resolve_storage, storage_errors
 from tunelab.search.study import Progress, StudyDriver, recover_stale
 
-__all__ = ["tune", "TuneResult", "load_space", "DEFAULT_STORAGE"]
+__all__ = ["tune", "TuneResult", "load_space", "study_dir", "DEFAULT_STORAGE"]
 
-DEFAULT_STORAGE = "sqlite:///tunelab.db"
+DEFAULT_STORAGE = "sqlite:///tunelab.db"  # the CLI's default; tune() itself keeps studies in memory
+# keys that change how a trial runs, not what it computes: a study may continue across them
+_NEUTRAL_KEYS = ("training.threads", "training.device", "training.eval_batch_size", "training.log",
+                 "training.checkpoint", "data.dir")
 
 
 @dataclass
 class TuneResult:
-    """The study (the last stage's, when staged), the best trial and its config."""
+    """The study (the last stage's, when staged), the best trial and its config.
+
+    ``storage`` says where the study is kept (a URL, or "in memory (pass storage= to keep
+    it)"); ``progress`` holds the last stage's counts (``stopped_early == "timeout"`` when the
+    time budget ended the run); ``progresses`` one per stage.
+    """
 
     study: optuna.Study
     best_value: Optional[float]
@@ -42,9 +56,12 @@ class TuneResult:
     best_number: Optional[int]
     studies: list[optuna.Study] = field(default_factory=list)
     progress: Optional[Progress] = None
+    storage: str = ""
+    progresses: list[Progress] = field(default_factory=list)
 
 
 def load_space(space: Union[str, Path, dict, SearchSpace], custom: bool = False) -> SearchSpace:
+    """A SearchSpace from a space file, a dict with its keys, or a SearchSpace (returned as is)."""
     if isinstance(space, SearchSpace):
         return space
     if isinstance(space, dict):
@@ -52,6 +69,16 @@ def load_space(space: Union[str, Path, dict, SearchSpace], custom: bool = False)
     if not Path(space).is_file():
         raise ConfigError(f"space file {str(space)!r} does not exist")
     return SearchSpace.load(space, validate_config=not custom)
+
+
+def study_dir(study: str) -> Path:
+    """Where the CLI writes a study's outputs (best.yaml, reports): ``runs/<study>``.
+
+    Example:
+        >>> study_dir("mnist/lr").as_posix()
+        'runs/mnist_lr'
+    """
+    return Path("runs") / "".join(c if c.isalnum() or c in "-_." else "_" for c in study)
 
 
 def _wants_tensorboard(space: SearchSpace) -> bool:
@@ -69,12 +96,86 @@ def _max_epochs(space: SearchSpace) -> int:
         return int(max(dist.choices))
     if dist is not None and dist.high is not None:
         return int(dist.high)
-    return int(space.base.get("training", {}).get("epochs", 20))
+    training = space.base.get("training")
+    epochs = training.get("epochs") if isinstance(training, dict) else None
+    if epochs is None and not space.validate_config:  # a user objective's own `epochs` key
+        epochs = space.base.get("epochs")
+    return int(epochs) if isinstance(epochs, (int, float)) and epochs >= 1 else 20
 
 
-def _open_study(name: str, storage: str, space: SearchSpace, sampler, pruner) -> optuna.Study:
+def _with_overrides(sp: SearchSpace, overrides: Sequence[str]) -> SearchSpace:
+    """``sp`` with ``key=value`` overrides set in its base config, all checked now."""
+    from tunelab.config import from_dict as config_from_dict
+    from tunelab.config import parse_override
+
+    if not overrides:
+        return sp
+    if isinstance(overrides, str):
+        raise ConfigError(f"overrides={overrides!r} must be a list of key=value strings")
+    base = copy.deepcopy(sp.base)
+    for text in overrides:
+        try:
+            path, value = parse_override(str(text))
+        except ConfigError as e:  # config words it for the CLI's --set; this is the argument
+            raise ConfigError(str(e).replace("--set ", "overrides: ", 1)) from None
+        key = ".".join(path)
+        clash = next((k for k in sp.params if k == key or k.startswith(key + ".") or key.startswith(k + ".")), None)
+        if clash is not None:
+            raise ConfigError(f"overrides: {key}={value!r} sets a key the space searches (space.{clash}); "
+                              f"the sampled value would replace it; drop one of the two")
+        node = base
+        for part in path[:-1]:
+            if not isinstance(node.setdefault(part, {}), dict):
+                raise ConfigError(f"overrides: {key}: {part!r} is a value, not a section")
+            node = node[part]
+        node[path[-1]] = value
+    if sp.validate_config:
+        try:
+            config_from_dict(base)
+        except ConfigError as e:
+            raise ConfigError(f"overrides: {e}") from None
+    try:
+        return SearchSpace.from_dict({**sp.to_dict(), "base": base}, validate_config=sp.validate_config)
+    except ConfigError as e:
+        raise ConfigError(f"with overrides {list(overrides)}: {e}") from None
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _resolved_base(sp: SearchSpace) -> dict:
+    from tunelab.config import from_dict as config_from_dict
+    from tunelab.config import to_dict as config_to_dict
+
+    flat = _flat(config_to_dict(config_from_dict(sp.base)) if sp.validate_config else sp.base)
+    return {k: v for k, v in flat.items() if not any(k == n or k.startswith(n + ".") for n in _NEUTRAL_KEYS)}
+
+
+def _check_base(study: optuna.Study, name: str, base: dict) -> None:
+    """A study continues only on the base config it started with: trials of two configs in one
+    study would rank apples against oranges, and a changed objective would keep the old best."""
+    stored = study.user_attrs.get("base_config")
+    if stored is None:  # a new study, or one from before this check: remember it now
+        study.set_user_attr("base_config", json.loads(json.dumps(base, default=str)))
+        return
+    now = json.loads(json.dumps(base, default=str))
+    changed = [k for k in sorted(set(stored) & set(now)) if stored[k] != now[k]]
+    if changed:
+        k = changed[0]
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        raise ConfigError(f"study {name!r} was run with base {k}={stored[k]!r}, now {now[k]!r}{more}; "
+                          f"pass fresh=True to start it over, or a new study name")
+
+
+def _open_study(name: str, storage: object, space: SearchSpace, sampler, pruner) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with storage_errors(storage):
+    with storage_errors(storage if isinstance(storage, str) else "<storage object>"):
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
                                     direction=space.direction, load_if_exists=True)
     fingerprint = json.dumps({"params": sorted(space.params), "metric": space.objective_metric,
@@ -84,19 +185,27 @@ def _open_study(name: str, storage: str, space: SearchSpace, sampler, pruner) ->
         study.set_user_attr("space_fingerprint", fingerprint)
         study.set_user_attr("objective", space.objective_metric)
     elif stored != fingerprint:
-        raise ConfigError(f"--study {name!r} already exists with another search space; "
-                          f"choose a new --study name or the same space file")
+        raise ConfigError(f"study {name!r} already exists with another search space; "
+                          f"pass fresh=True to start it over, choose a new study name, or use the same space")
     return study
 
 
-def _check_same(study: optuna.Study, name: str, **settings: str) -> None:
+def _check_same(study: optuna.Study, name: str, **settings: Any) -> None:
     """A study continues with the sampler and pruner it started with (its records say so)."""
     for key, value in settings.items():
         stored = study.user_attrs.get(key)
         if stored is not None and stored != value:
-            raise ConfigError(f"--{key}={value!r} differs from the {stored!r} that study {name!r} was run with; "
-                              f"use --{key} {stored} to continue it, or a new --study name")
+            raise ConfigError(f"{key}={value!r} differs from the {stored!r} that study {name!r} was run with; "
+                              f"use {key}={stored!r} to continue it, fresh=True to start over, or a new study name")
         study.set_user_attr(key, value)
+
+
+def _reseed(study: optuna.Study, seed: Optional[int]) -> Optional[int]:
+    """The sampler seed for this run: a continued study shifts it by its trial count, or a
+    seeded sampler would propose the first run's points again."""
+    if seed is None:
+        return None
+    return seed + len(study.get_trials(deepcopy=False))
 
 
 def _best(study: optuna.Study, space: SearchSpace, keys: list[str]):
@@ -108,68 +217,88 @@ def _best(study: optuna.Study, space: SearchSpace, keys: list[str]):
     return trial.value, {k: values[k] for k in keys if k in values}, trial.user_attrs.get("config"), trial.number
 
 
+def _check_args(trials: int, workers: int, sampler: str, round_size: Optional[int],
+                timeout: Optional[float], grace_epochs: Optional[int]) -> None:
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ConfigError(f"trials={trials!r} is out of range; allowed: a whole number >= 1")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers={workers!r} is out of range; allowed: a whole number >= 1")
+    if round_size is not None and sampler != "coarse-to-fine":
+        raise ConfigError(f"round_size={round_size} only applies to sampler='coarse-to-fine'; "
+                          f"got sampler={sampler!r}")
+    if round_size is not None and round_size < 4:
+        raise ConfigError(f"round_size={round_size} is out of range; allowed: 4 or more "
+                          f"(the top quarter of a round must hold a trial)")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not timeout > 0):
+        raise ConfigError(f"timeout={timeout!r} is out of range; allowed: seconds > 0 (or None: no limit)")
+    if grace_epochs is not None and (isinstance(grace_epochs, bool) or not isinstance(grace_epochs, int)
+                                     or grace_epochs < 1):
+        raise ConfigError(f"grace_epochs={grace_epochs!r} is out of range; allowed: a whole number >= 1")
+
+
 def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random", trials: int = 20,
-         pruner: str = "none", workers: int = 1, storage: Optional[str] = None,
+         pruner: str = "none", workers: int = 1, storage: StorageLike = None,
          study: Optional[str] = None, seed: Optional[int] = None,
          objective: Optional[Callable[..., float]] = None, stages: bool = False,
          round_size: Optional[int] = None, keep: float = 0.25,
          on_progress: Optional[Callable[[Progress], None]] = None,
-         trial_folders: Optional[Union[str, Path]] = None) -> TuneResult:
+         trial_folders: Optional[Union[str, Path]] = None, overrides: Sequence[str] = (),
+         fresh: bool = False, timeout: Optional[float] = None,
+         grace_epochs: Optional[int] = None) -> TuneResult:
     """Search ``space`` with ``sampler`` for ``trials`` finished trials (see the CLI help).
 
     ``objective(config: dict, reporter) -> float`` tunes your own code: call
     ``reporter.report(value, epoch)`` after each epoch so the pruner can stop it.
-    Running the same call again continues the study up to ``trials`` in total. Trials whose
-    config sets ``training.log: [tensorboard]`` write ``runs/tensorboard/<study>/trial-NNNN``.
-    ``trial_folders`` (a folder) gives every trial a live run folder ``trial-NNNN`` in it, which
-    ``tunelab control`` and ``tunelab runs`` reach while the study runs.
+    ``storage`` None keeps the study in memory for this call only; with a URL (or an Optuna
+    storage object) running the same call again continues the study up to ``trials`` in
+    total, on the same base config (``fresh=True`` deletes it first and starts over).
+    ``overrides`` (``["training.threads=1", ...]``) set keys of the space's base config.
+    ``timeout`` (seconds) stops asking for new trials once spent; running trials finish.
+    Pruners never stop a trial before ``grace_epochs`` epochs (default: 25% of the longest
+    trial, at least 2). Trials whose config sets ``training.log: [tensorboard]`` write
+    ``runs/tensorboard/<study>/trial-NNNN``. ``trial_folders`` (a folder) gives every trial a
+    live run folder ``trial-NNNN`` in it, which ``tunelab control`` and ``tunelab runs`` reach.
     """
     from tunelab.execute import make_executor
 
-    if trials < 1:
-        raise ConfigError(f"--trials={trials} is out of range; allowed: 1 or more")
-    if workers < 1:
-        raise ConfigError(f"--workers={workers} is out of range; allowed: 1 or more")
-    if round_size is not None and sampler != "coarse-to-fine":
-        raise ConfigError(f"--round-size={round_size} only applies to --sampler coarse-to-fine; "
-                          f"got --sampler {sampler}")
-    if round_size is not None and round_size < 4:
-        raise ConfigError(f"--round-size={round_size} is out of range; allowed: 4 or more "
-                          f"(the top quarter of a round must hold a trial)")
-    sp = load_space(space, custom=objective is not None)
+    _check_args(trials, workers, sampler, round_size, timeout, grace_epochs)
+    sp = _with_overrides(load_space(space, custom=objective is not None), overrides)
     if objective is None and _wants_tensorboard(sp):
         from tunelab.trainer.tensorboard import require_tensorboard
 
         require_tensorboard()  # one line now, not one failed trial each
     name = study or (Path(space).stem if isinstance(space, (str, Path)) else "study")
-    storage = storage or DEFAULT_STORAGE
-    stage_keys = sp.stages if stages else [list(sp.params)]
-    budgets = [trials // len(stage_keys) + (1 if i < trials % len(stage_keys) else 0)
-               for i in range(len(stage_keys))]
-    base, fixed, studies = sp.base, {}, []
+    store, where = resolve_storage(storage)
+    plan = _plan(sp, sampler, trials, stages, seed, round_size, keep)  # bad names fail before any write
+    make_pruner(pruner, _max_epochs(sp), grace_epochs)
+    base_fingerprint = _resolved_base(sp)
+    deleted = sum(n for _, n in delete_studies(store, name, must_exist=False)) if fresh else 0
+    base, fixed, studies, progresses = sp.base, {}, [], []
+    deadline = None if timeout is None else time.perf_counter() + timeout
     result = None
-    for i, (keys, budget) in enumerate(zip(stage_keys, budgets)):
-        stage_space = dataclasses.replace(sp, params={k: sp.params[k] for k in keys})
-        target = min(budget, grid_size(stage_space)) if sampler == "grid" else budget
-        # rounds of at least 8 trials: the top quarter then holds >= 2 trials to span a range
-        opts = {"round_size": round_size if round_size is not None else max(8, target // 4), "keep": keep} if sampler == "coarse-to-fine" else {}
-        smp = make_sampler(sampler, stage_space, seed, **opts)
+    for i, (keys, stage_space, target, grid, opts) in enumerate(plan):
         st_name = f"{name}.stage{i + 1}" if stages else name
-        st = _open_study(st_name, storage, stage_space, smp, make_pruner(pruner, _max_epochs(sp)))
+        st = _open_study(st_name, store, stage_space, _sampler(sampler, stage_space, seed, opts),
+                         make_pruner(pruner, _max_epochs(sp), grace_epochs))
         _check_same(st, st_name, sampler=sampler, pruner=pruner)
+        _check_base(st, st_name, base_fingerprint)
         if sampler == "coarse-to-fine":  # keep the first run's round size, or rounds would shift
             stored = st.user_attrs.get("c2f_round_size")
             if stored is not None and round_size is not None and round_size != stored:
-                raise ConfigError(f"--round-size={round_size} differs from the {stored} that study {st_name!r} "
-                                  f"was run with; leave it out to continue the study, or use a new --study name")
-            size = int(stored if stored is not None else opts["round_size"])
-            st.sampler = make_sampler(sampler, stage_space, seed, **{**opts, "round_size": size})
-            st.set_user_attr("c2f_round_size", size)
+                raise ConfigError(f"round_size={round_size} differs from the {stored} that study {st_name!r} "
+                                  f"was run with; leave it out to continue the study, or use a new study name")
+            opts["round_size"] = int(stored if stored is not None else opts["round_size"])
+            st.set_user_attr("c2f_round_size", opts["round_size"])
+        st.sampler = _sampler(sampler, stage_space, _reseed(st, seed), opts)
         if stages:
             st.set_user_attr("stage", {"index": i + 1, "keys": keys, "fixed": fixed})
         recover_stale(st)
         runs_root = Path(trial_folders) / st_name if trial_folders is not None else None
-        driver = StudyDriver(st, stage_space, keys, base, target, objective, on_progress, run_root=runs_root)
+        left = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
+        driver = StudyDriver(st, stage_space, keys, base, target, objective, on_progress, run_root=runs_root,
+                             timeout=left)
+        driver.progress.grid, driver.progress.deleted = grid, deleted if i == 0 else 0
         with make_executor(workers) as executor:
             progress = driver.run(executor)
         value, best_vals, config, number = _best(st, sp, keys)
@@ -177,5 +306,38 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
         if stages and best_vals:
             base = sp.apply(base, best_vals)
         studies.append(st)
-        result = TuneResult(st, value, fixed, config, number, studies, progress)
+        progresses.append(progress)
+        result = TuneResult(st, value, fixed, config, number, studies, progress, where, progresses)
+        if progress.stopped_early:  # a later stage would start from an unfinished one
+            break
     return result
+
+
+def _sampler(name: str, space: SearchSpace, seed: Optional[int], opts: dict):
+    try:
+        return make_sampler(name, space, seed, **opts)
+    except ConfigError as e:  # the sampler registry words its errors for the CLI's --sampler
+        raise ConfigError(str(e).replace("--sampler ", "sampler=", 1).replace("--sampler", "sampler")) from None
+
+
+def _plan(sp: SearchSpace, sampler: str, trials: int, stages: bool, seed: Optional[int],
+          round_size: Optional[int], keep: float) -> list[tuple[list[str], SearchSpace, int, Optional[int], dict]]:
+    """Per stage: its keys, its space, its trial target, the grid size (grid sampler) and the
+    sampler options; every sampler is built once here so a bad one fails before anything runs."""
+    stage_keys = sp.stages if stages else [list(sp.params)]
+    budgets = [trials // len(stage_keys) + (1 if i < trials % len(stage_keys) else 0)
+               for i in range(len(stage_keys))]
+    plan = []
+    for keys, budget in zip(stage_keys, budgets):
+        stage_space = dataclasses.replace(sp, params={k: sp.params[k] for k in keys})
+        grid = None
+        if sampler == "grid":
+            _sampler(sampler, stage_space, seed, {})  # a range without points: one line now
+            grid = grid_size(stage_space)
+        target = min(budget, grid) if grid is not None else budget
+        # rounds of at least 8 trials: the top quarter then holds >= 2 trials to span a range
+        opts = ({"round_size": round_size if round_size is not None else max(8, target // 4), "keep": keep}
+                if sampler == "coarse-to-fine" else {})
+        _sampler(sampler, stage_space, seed, opts)
+        plan.append((keys, stage_space, target, grid, opts))
+    return plan

@@ -25,10 +25,12 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from tunelab.errors import ConfigError
-from tunelab.trainer.state import RunState
+
+if TYPE_CHECKING:  # the state module imports torch; reading commands must not
+    from tunelab.trainer.state import RunState
 
 __all__ = ["Control", "parse_command", "apply_command", "send_to_folder", "COMMANDS", "INBOX"]
 
@@ -71,7 +73,7 @@ def parse_command(text: str) -> dict[str, Any]:
     raise ConfigError(f"command {raw!r} is not known; allowed: {COMMANDS}")
 
 
-def apply_command(state: RunState, command: dict[str, Any], lr_now: float) -> tuple[RunState, dict]:
+def apply_command(state: "RunState", command: dict[str, Any], lr_now: float) -> tuple["RunState", dict]:
     """The state after ``command`` and the event that records it (``lr_now``: the lr the
     optimizer uses now, schedule x multiplier). stop, checkpoint and fork change no state:
     the trainer acts on them."""

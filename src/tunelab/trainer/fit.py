@@ -77,6 +77,7 @@ class RunResult:
     config: Any = field(default=None, repr=False)
     run_dir: Any = None
     events: list = field(default_factory=list)  # interventions and lineage, in order
+    num_classes: Optional[int] = None  # of the data (chance accuracy is 1 / num_classes)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready fields (NaN becomes None)."""
@@ -314,13 +315,14 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
             switchable = tc.early_stopping.enabled or live.state.early_stopping is not None
             if action.best and switchable and tc.early_stopping.restore_best:
                 live.best_weights = copy.deepcopy(model.state_dict())
-            # ---- the run folder: history, status, checkpoints
+            # ---- the run folder: checkpoint first, then history and status (a signal between
+            # the two then finds the checkpoint of the epoch the status names)
             if folder is not None and action.stop != "diverged":
-                folder.epoch_done(live.state.history, live.state.events, _best_val(live.state.history))
                 every = tc.checkpoint.every
                 on_schedule = every > 0 and live.state.epoch % every == 0
                 if on_schedule or action.best or action.stop or live.state.epoch == tc.epochs:
                     live.checkpoint(epoch_file=on_schedule, best=action.best)
+                folder.epoch_done(live.state.history, live.state.events, _best_val(live.state.history))
             if action.stop:
                 status, message = action.stop, action.message
                 break
@@ -331,7 +333,7 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
     best_weights = live.best_weights if early_stopping_on(live.state, cfg) else None  # switched off: none
     result = _finish(cfg, data, model, list(live.state.history), live.state.early, best_weights,
                      status, message, time.perf_counter() - start, test)
-    result.events = list(live.state.events)
+    result.events, result.num_classes = list(live.state.events), data.num_classes
     return result
 
 

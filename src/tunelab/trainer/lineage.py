@@ -22,7 +22,6 @@ from typing import Any, Optional, Sequence
 
 from tunelab.config import RunConfig, dump_config, replace, to_dict
 from tunelab.errors import ConfigError
-from tunelab.trainer import state as run_state
 from tunelab.trainer.live import CHECKPOINTS, read_status
 from tunelab.trainer.runfolder import fresh_dir
 
@@ -89,6 +88,7 @@ class ResumePlan:
     cfg: RunConfig
     payload: dict
     event: dict
+    threads: Optional[int] = None  # the thread count the run used, kept when training.threads is auto
 
 
 def plan_resume(run_dir: str | Path, overrides: Sequence[str] = (), epochs: Optional[int] = None,
@@ -106,6 +106,8 @@ def plan_resume(run_dir: str | Path, overrides: Sequence[str] = (), epochs: Opti
     if _custom_model(run_dir) and not model_given:
         raise ConfigError("the run was trained with a custom model (Python API); resume it from Python "
                           "with tunelab.resume(run_dir, model=...)")
+    from tunelab.trainer import state as run_state  # torch: only once a checkpoint is read
+
     payload = run_state.load(pick_checkpoint(run_dir, checkpoint))
     done, step = payload["state"]["epoch"], payload["state"]["step"]
     check_changes(old, cfg, done, step, epochs)
@@ -115,7 +117,17 @@ def plan_resume(run_dir: str | Path, overrides: Sequence[str] = (), epochs: Opti
         payload = {**payload, "state": {**payload["state"], "lr_mult": 1.0}}
     event = {"kind": "resume", "epoch": done + 1, "step": step, "checkpoint": checkpoint,
              "changes": changes, "optimizer_state": payload["optimizer"] is not None}
-    return ResumePlan(cfg, payload, event)
+    return ResumePlan(cfg, payload, event, _recorded_threads(run_dir) if cfg.training.threads is None else None)
+
+
+def _recorded_threads(run_dir: Path) -> Optional[int]:
+    """The thread count the run trained with (result.json): another count sums floats in
+    another order, so a resume with the auto policy reuses it to stay bit for bit."""
+    try:
+        threads = json.loads((run_dir / "result.json").read_text()).get("threads")
+    except (OSError, ValueError):
+        return None
+    return threads if isinstance(threads, int) and threads > 0 else None
 
 
 def _custom_model(run_dir: Path) -> bool:
@@ -131,6 +143,8 @@ def make_fork(parent: str | Path, source: str = "last", overrides: Sequence[str]
     parent = Path(parent)
     cfg = run_config(parent, overrides)  # every config error before anything is written
     path = pick_checkpoint(parent, source)
+    from tunelab.trainer import state as run_state
+
     payload = run_state.load(path)  # a corrupt checkpoint: one line, nothing written
     st = payload["state"]
     check_changes(run_config(parent), cfg, st["epoch"], st["step"])

@@ -18,8 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
-import torch
-
 from tunelab.config import RunConfig, dump_config
 from tunelab.errors import ConfigError
 if TYPE_CHECKING:
@@ -82,6 +80,8 @@ def default_run_dir(root: str | Path, data: str, model: str) -> Path:
 def _versions() -> dict[str, str]:
     import tunelab
 
+    import torch
+
     return {"tunelab": tunelab.__version__, "torch": torch.__version__,
             "python": platform.python_version()}
 
@@ -138,5 +138,7 @@ def write_run(out: str | Path, cfg: RunConfig, result: "RunResult", extra: dict[
     if result.history and figure is not None:
         figure(out, cfg, result)
     if result.model is not None:
+        import torch
+
         torch.save(result.model.state_dict(), out / "model.pt")
     return out

@@ -1,0 +1,78 @@
+"""Curves of several runs overlaid: loss and accuracy per epoch, one color per run, validation
+solid and train dashed; each run's best epoch of the compared metric is starred. Data in,
+figure out.
+
+Example:
+    >>> h = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1, "train_accuracy": 0.5, "val_accuracy": 0.45}]
+    >>> fig = plot_runs({"a": h, "b": h}, marks={"a": (1, 0.45)})
+    >>> [ax.get_title() for ax in fig.axes]
+    ['loss', 'accuracy']
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+__all__ = ["plot_runs", "write_runs_figure"]
+
+
+def _colors(n: int) -> list:
+    """tab10 while it lasts; beyond ten runs evenly spaced hues, so no two runs share a color."""
+    if n <= 10:
+        return [plt.get_cmap("tab10")(i) for i in range(n)]
+    return [plt.get_cmap("turbo")(i / (n - 1)) for i in range(n)]
+
+
+def plot_runs(histories: Mapping[str, Sequence[dict]], metric: str = "val_accuracy",
+              marks: Optional[Mapping[str, tuple[float, float]]] = None, title: str = "") -> Figure:
+    """``histories``: run label -> history rows (epoch, train/val loss and accuracy), drawn in
+    that order; ``marks``: run label -> (epoch, value) of its best ``metric``, starred."""
+    marks = marks or {}
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
+    handles = []
+    for (label, rows), color in zip(histories.items(), _colors(len(histories))):
+        epochs = [h["epoch"] for h in rows]
+        for ax, kind in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+            ax.plot(epochs, [h.get(f"val_{kind}", float("nan")) for h in rows], "-", color=color,
+                    marker="o", markersize=3, linewidth=1.6)
+            ax.plot(epochs, [h.get(f"train_{kind}", float("nan")) for h in rows], "--", color=color,
+                    linewidth=1.0, alpha=0.7)
+        if label in marks:
+            ax = ax_loss if metric.endswith("loss") else ax_acc
+            ax.plot(*marks[label], marker="*", markersize=13, color=color, markeredgecolor="black",
+                    linestyle="none", zorder=5)
+        handles.append(Line2D([], [], color=color, linewidth=2, label=label))
+    handles += [Line2D([], [], color="grey", linestyle="-", label="validation"),
+                Line2D([], [], color="grey", linestyle="--", label="train"),
+                Line2D([], [], color="grey", marker="*", markersize=10, linestyle="none",
+                       label=f"best {metric}")]
+    for ax, kind in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set_title(kind)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.25
+        ax.set_ylabel(kind)
+        ax.grid(alpha=0.3)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def write_runs_figure(path: str | Path, histories: Mapping[str, Sequence[dict]], metric: str = "val_accuracy",
+                      marks: Optional[Mapping[str, tuple[float, float]]] = None, title: str = "") -> Path:
+    """``plot_runs`` saved as a PNG at ``path`` (its folder created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = plot_runs(histories, metric, marks, title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
