@@ -69,8 +69,8 @@ def test_user_errors_are_one_line_with_exit_2(capsys, tmp_path, argv, message):
     (["tune", "space.yaml", "--trials", "abc"], "error: Invalid value for '--trials'"),
     (["train", "--foo"], "error: No such option: --foo"),
     (["train", "--set"], "error: Option '--set' requires an argument"),
-    (["tune"], "error: Missing argument 'space'"),
-    (["studies", "show"], "error: Missing argument 'name'"),
+    (["tune"], "error: Missing argument 'SPACE'"),
+    (["studies", "show"], "error: Missing argument 'NAME'"),
     (["nosuchcmd"], "error: No such command 'nosuchcmd'"),
 ])
 def test_command_line_usage_errors_are_one_line_with_exit_2(capsys, argv, message):

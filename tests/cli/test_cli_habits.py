@@ -252,3 +252,22 @@ def test_sigterm_ends_a_tune_like_ctrl_c(tmp_path):
     study = load_study("space", f"sqlite:///{tmp_path / 'tunelab.db'}")
     states = [t.state.name for t in study.trials]
     assert states[0] == "FAIL" and "RUNNING" not in states  # cut short and marked, not left running
+
+
+def test_every_command_help_shows_plain_metavars_only(capsys, monkeypatch):
+    """No typer type labels (`<list[str]>`, `TEXT`, `INTEGER`, `<path>`...) beside any option or
+    argument of any command or sub-command: each names its value (N, DIR, KEY=VALUE, RUN_DIR...)."""
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: one row per option, nothing folded
+    commands = []
+    for name in COMMANDS:
+        subcommands = getattr(load_command(name), "commands", {})
+        commands += [[name, sub] for sub in subcommands] or [[name]]
+    for argv in commands:
+        code, out, _ = _run(capsys, *argv, "--help")
+        assert code == 0 and "--help" in out, argv
+        rows = [line for line in out.splitlines() if line.lstrip().startswith("│")]
+        assert rows, argv
+        for row in rows:
+            for label in ("<list[", "TEXT", "INTEGER", "FLOAT", "PATH", "<path>", "<str>", "<int>",
+                          "<float>", "<bool>"):
+                assert label not in row, f"tunelab {' '.join(argv)} --help: {row.strip()}"

@@ -200,3 +200,35 @@ def test_grid_through_the_driver_runs_every_point_once_and_finishes(tmp_path, wo
     assert points == sorted((x, y) for x in (0.0, 0.25, 0.5, 0.75, 1.0) for y in (0, 1))
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert res.best_config["x"] == pytest.approx(0.25)  # nearest grid point to the peak at 0.3
+
+
+def test_an_interrupt_inside_a_storage_write_ends_the_study_as_an_interrupt(tmp_path):
+    """Ctrl-C landing inside SQLAlchemy's flush (a pruner report mid-epoch) must not leave a broken
+    session that turns the clean-up into StorageInternalError; the trial in flight is requeued."""
+    import sqlalchemy.event
+    import sqlalchemy.orm
+
+    import tunelab
+
+    storage = _storage(tmp_path)
+    flushes = {"n": 0}
+
+    def interrupt_once(session, context):
+        # the 5th per-epoch report: inside fit(), in the middle of a trial
+        if any(type(o).__name__ == "TrialIntermediateValueModel" for o in session.new):  # written, not committed
+            flushes["n"] += 1
+            if flushes["n"] == 5:
+                raise KeyboardInterrupt
+
+    space = {"base": {"training": {"epochs": 3, "threads": 1}, "model": {"hidden": [8]}},
+             "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-2]}}}
+    sqlalchemy.event.listen(sqlalchemy.orm.Session, "after_flush", interrupt_once)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tunelab.tune(space, trials=50, storage=storage, study="cut", seed=0)
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.orm.Session, "after_flush", interrupt_once)
+    assert flushes["n"] >= 5
+    trials = optuna.load_study(study_name="cut", storage=storage).get_trials()
+    assert trials and not [t for t in trials if t.state == TrialState.RUNNING]
+    assert any("interrupted" in t.user_attrs.get("fail_reason", "") for t in trials)

@@ -73,24 +73,24 @@ def _jsonable(obj):
 
 
 def compare_command(
-    base: Optional[Path] = typer.Argument(None, help="Base train config (YAML); omitted: the defaults."),
-    vary: list[str] = typer.Option(..., "--vary", "-v", help="key=v1,v2,... (repeatable; values are YAML, "
+    base: Optional[Path] = typer.Argument(None, metavar="CONFIG", help="Base train config (YAML); omitted: the defaults."),
+    vary: list[str] = typer.Option(..., "--vary", "-v", metavar="KEY=A,B", help="key=v1,v2,... (repeatable; values are YAML, "
                                    "e.g. model.hidden=[64],[128,64])."),
-    seeds: int = typer.Option(5, "--seeds", help="Seeds per arm (0..N-1), shared by every arm (paired)."),
+    seeds: int = typer.Option(5, "--seeds", metavar="N", help="Seeds per arm (0..N-1), shared by every arm (paired)."),
     factorial: bool = typer.Option(False, "--factorial", help="Every combination instead of one at a time."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Override a key of the base config."),
-    workers: int = typer.Option(1, "--workers", "-w", help="Parallel worker processes."),
-    metric: str = typer.Option("test_accuracy", "--metric", help="Metric of the verdicts: test_accuracy, "
+    set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key of the base config."),
+    workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes."),
+    metric: str = typer.Option("test_accuracy", "--metric", metavar="NAME", help="Metric of the verdicts: test_accuracy, "
                                "best_val_accuracy, epochs_to_target, final_gap or seconds."),
-    target: Optional[float] = typer.Option(None, "--target", help="Validation accuracy for epochs_to_target "
+    target: Optional[float] = typer.Option(None, "--target", metavar="ACCURACY", help="Validation accuracy for epochs_to_target "
                                            "(default: 99% of the baseline's mean best)."),
-    test: str = typer.Option("t", "--test", help="t (paired t-test) or wilcoxon (signed-rank)."),
+    test: str = typer.Option("t", "--test", metavar="t|wilcoxon", help="t (paired t-test) or wilcoxon (signed-rank)."),
     diagnostics: bool = typer.Option(True, "--diagnostics/--no-diagnostics", help="Record activations and "
                                      "gradients per arm (seed 0, after 1 epoch)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default sqlite:///tunelab.db)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Compare name (default: base name + design hash; "
+    storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help="SQLAlchemy URL (default sqlite:///tunelab.db)."),
+    name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="Compare name (default: base name + design hash; "
                                        "the same command resumes)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default runs/compare-<name>)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="Output folder (default runs/compare-<name>)."),
 ) -> None:
     """Run every arm over the same seeds and say which changes help, by how much, and whether N seeds can tell."""
     from tunelab.analysis.compare import METRICS

@@ -22,9 +22,9 @@ def _applied(run_dir: Path, ident: str) -> dict | None:
 
 
 def control_command(
-    run_dir: Path = typer.Argument(..., help="The folder of a running (or paused) run."),
-    commands: list[str] = typer.Argument(..., help=f"One or more of: {', '.join(COMMANDS)}."),
-    wait: float = typer.Option(10.0, "--wait", help="Seconds to wait for the run to apply each command (0: don't wait)."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="The folder of a running (or paused) run."),
+    commands: list[str] = typer.Argument(..., metavar="COMMAND", help=f"One or more of: {', '.join(COMMANDS)}."),
+    wait: float = typer.Option(10.0, "--wait", metavar="SECONDS", help="Seconds to wait for the run to apply each command (0: don't wait)."),
 ) -> None:
     """Send commands to a running run: lr=3e-4, lr*=0.5, pause, resume, stop, checkpoint,
     early-stopping=on|off, fork. Each is applied between two steps and recorded in events.jsonl."""

@@ -29,8 +29,8 @@ def list_command() -> None:
 
 
 @app.command("info")
-def info_command(name: str = typer.Argument(..., help="Dataset name (see `tunelab datasets list`)."),
-                 dir: Optional[str] = typer.Option(None, "--dir", help="Data directory (default: $TUNELAB_DATA or ~/.cache/tunelab).")) -> None:
+def info_command(name: str = typer.Argument(..., metavar="NAME", help="Dataset name (see `tunelab datasets list`)."),
+                 dir: Optional[str] = typer.Option(None, "--dir", metavar="DIR", help="Data directory (default: $TUNELAB_DATA or ~/.cache/tunelab).")) -> None:
     """Sizes, shape, classes, licence and whether the files are present and intact."""
     from tunelab.data import describe
 
@@ -43,9 +43,9 @@ def info_command(name: str = typer.Argument(..., help="Dataset name (see `tunela
 
 
 @app.command("download")
-def download_command(name: str = typer.Argument(..., help="mnist or fashion-mnist."),
-                     dir: Optional[str] = typer.Option(None, "--dir", help="Data directory (default: $TUNELAB_DATA or ~/.cache/tunelab)."),
-                     mirror: list[str] = typer.Option([], "--mirror", help="Base URL to fetch from instead of the built-in mirrors (repeatable).")) -> None:
+def download_command(name: str = typer.Argument(..., metavar="NAME", help="mnist or fashion-mnist."),
+                     dir: Optional[str] = typer.Option(None, "--dir", metavar="DIR", help="Data directory (default: $TUNELAB_DATA or ~/.cache/tunelab)."),
+                     mirror: list[str] = typer.Option([], "--mirror", metavar="URL", help="Base URL to fetch from instead of the built-in mirrors (repeatable).")) -> None:
     """Fetch the four IDX files from the canonical mirrors and verify their sha256."""
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 

@@ -60,14 +60,14 @@ def _retrained(label: str, info: dict[str, Any]) -> str:
 
 
 def ensemble_command(
-    study: Optional[str] = typer.Option(None, "--study", help="Study whose top trials are the members."),
-    storage: Optional[str] = typer.Option(None, "--storage",
+    study: Optional[str] = typer.Option(None, "--study", metavar="NAME", help="Study whose top trials are the members."),
+    storage: Optional[str] = typer.Option(None, "--storage", metavar="URL",
                                           help="SQLAlchemy URL (default sqlite:///tunelab.db)."),
-    runs: Optional[Path] = typer.Option(None, "--runs", help="Instead of --study: a folder of run folders "
+    runs: Optional[Path] = typer.Option(None, "--runs", metavar="DIR", help="Instead of --study: a folder of run folders "
                                         "(config.yaml + result.json), ranked by result.json val_accuracy."),
-    top: int = typer.Option(5, "--top", "-k", help="Number of members K: the best K by validation."),
-    method: str = typer.Option("soft", "--method", help="soft: average the probabilities; hard: majority vote."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o",
+    top: int = typer.Option(5, "--top", "-k", metavar="N", help="Number of members K: the best K by validation."),
+    method: str = typer.Option("soft", "--method", metavar="soft|hard", help="soft: average the probabilities; hard: majority vote."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR",
                                        help="Output folder (default: runs/ensemble-<study>-<time>)."),
 ) -> None:
     """Retrain the top K trials of a study (or runs of a folder) and score their ensemble.

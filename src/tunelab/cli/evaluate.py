@@ -12,8 +12,8 @@ HELP = "Loss, accuracy and per-class accuracy of a run's saved model on its test
 
 def evaluate_command(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run folder (tunelab train --out RUN_DIR)."),
-    split: str = typer.Option("test", "--split", help="test, val, train, or all (the whole data set)."),
-    data: list[str] = typer.Option([], "--data", help="Evaluate on other data: override a data key, e.g. "
+    split: str = typer.Option("test", "--split", metavar="test|val|train|all", help="test, val, train, or all (the whole data set)."),
+    data: list[str] = typer.Option([], "--data", metavar="KEY=VALUE", help="Evaluate on other data: override a data key, e.g. "
                                    "--data name=fashion-mnist, or --data name=csv --data path=other.csv "
                                    "(repeatable; --split all takes every row of another file). Inputs are scaled "
                                    "with the statistics fitted on the run's original training set."),

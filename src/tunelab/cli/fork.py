@@ -13,11 +13,11 @@ from tunelab.trainer.runfolder import check_writable
 
 
 def fork_command(
-    run_dir: Path = typer.Argument(..., help="The parent run folder."),
-    source: str = typer.Option("last", "--from", help="last, best, an epoch number or a checkpoint file."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="What the child changes: --set optimizer.lr=1e-4."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Child run folder (default: RUN_DIR-fork-<time>)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs of the child."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="The parent run folder."),
+    source: str = typer.Option("last", "--from", metavar="last|best|N|FILE", help="last, best, an epoch number or a checkpoint file."),
+    set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="What the child changes: --set optimizer.lr=1e-4."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="Child run folder (default: RUN_DIR-fork-<time>)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", metavar="N", help="Total epochs of the child."),
     no_run: bool = typer.Option(False, "--no-run", help="Only create the child folder; run it later with tunelab resume."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch table."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Full-screen live dashboard (see tunelab train --watch)."),

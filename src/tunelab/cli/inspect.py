@@ -49,15 +49,15 @@ def _write(out: Path, report: dict) -> None:
 
 
 def inspect_command(
-    config: Optional[Path] = typer.Argument(None, help="YAML config (sections data, model, optimizer, "
+    config: Optional[Path] = typer.Argument(None, metavar="CONFIG", help="YAML config (sections data, model, optimizer, "
                                             "schedule, training, augment); omitted: all defaults."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set model.activation=sigmoid "
+    set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key: --set model.activation=sigmoid "
                                    "(repeatable; values are YAML)."),
-    epochs: int = typer.Option(1, "--epochs", min=1, help="Epochs of training before the second measurement "
+    epochs: int = typer.Option(1, "--epochs", min=1, metavar="N", help="Epochs of training before the second measurement "
                                "(replaces training.epochs)."),
-    batch: int = typer.Option(512, "--batch", min=1, help="Training examples in the measured batch (drawn with "
+    batch: int = typer.Option(512, "--batch", min=1, metavar="N", help="Training examples in the measured batch (drawn with "
                               "training.seed)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: runs/inspect-<time>)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="Output folder (default: runs/inspect-<time>)."),
 ) -> None:
     """Look inside the network: activations and gradients per hidden layer, at init and trained.
 

@@ -53,14 +53,14 @@ def _print_suggestion(console, result: dict, command: Optional[str]) -> None:
 
 
 def lr_find_command(
-    config: Optional[Path] = typer.Argument(None, help="YAML config (sections data, model, optimizer, "
+    config: Optional[Path] = typer.Argument(None, metavar="CONFIG", help="YAML config (sections data, model, optimizer, "
                                             "schedule, training, augment); omitted: all defaults."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set optimizer.name=sgd "
+    set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key: --set optimizer.name=sgd "
                                    "(repeatable; values are YAML)."),
-    steps: int = typer.Option(200, "--steps", help="Batches in the sweep, one optimizer step each."),
-    lr_min: float = typer.Option(1e-7, "--lr-min", help="First learning rate of the sweep."),
-    lr_max: float = typer.Option(10.0, "--lr-max", help="Last learning rate of the sweep."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: runs/lr-find-<time>)."),
+    steps: int = typer.Option(200, "--steps", metavar="N", help="Batches in the sweep, one optimizer step each."),
+    lr_min: float = typer.Option(1e-7, "--lr-min", metavar="LR", help="First learning rate of the sweep."),
+    lr_max: float = typer.Option(10.0, "--lr-max", metavar="LR", help="Last learning rate of the sweep."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="Output folder (default: runs/lr-find-<time>)."),
 ) -> None:
     """Learning-rate range test: raise the lr exponentially, one step per batch, watch the loss.
 

@@ -67,10 +67,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 
 
 def _plain_flags(params: list) -> list:
-    """Flags take no value, so they get no value label (typer writes ``<bool>`` beside each)."""
+    """Flags take no value, so they get no value label (typer writes ``<bool>`` beside each);
+    an argument with a metavar is shown by it alone (typer adds its type: ``<path>``, ``<list[str]>``)."""
     for param in params:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
+        elif param.param_type_name == "argument" and param.metavar and hasattr(param, "display_type_rich"):
+            param.display_type_rich = lambda ctx: None
     return params
 
 

@@ -16,7 +16,7 @@ def predict_command(
     inputs: list[Path] = typer.Argument(..., metavar="INPUT", help="One .csv (the training feature "
                                         "columns; the label column optional), one .npz (array x, optional "
                                         "y), or image files / a folder of images (PNG, JPEG, ...)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the rows to this csv file "
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="FILE", help="Write the rows to this csv file "
                                        "instead of printing them."),
     invert: bool = typer.Option(False, "--invert", help="Images: dark strokes on a light background "
                                 "(MNIST and digits are light on dark)."),

@@ -12,10 +12,10 @@ from tunelab.trainer.lineage import plan_resume
 
 
 def resume_command(
-    run_dir: Path = typer.Argument(..., help="A run folder (holds config.yaml and checkpoints/)."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Change a key from here on: --set optimizer.lr=1e-4."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="New total number of epochs."),
-    checkpoint: str = typer.Option("last", "--from", help="last, best, an epoch number or a checkpoint file."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run folder (holds config.yaml and checkpoints/)."),
+    set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Change a key from here on: --set optimizer.lr=1e-4."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", metavar="N", help="New total number of epochs."),
+    checkpoint: str = typer.Option("last", "--from", metavar="last|best|N|FILE", help="last, best, an epoch number or a checkpoint file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch table."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Full-screen live dashboard (see tunelab train --watch)."),
 ) -> None:

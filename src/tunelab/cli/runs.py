@@ -51,7 +51,7 @@ def _result(run: Path) -> dict:
 
 @app.command("list")
 def runs_command(
-    root: Path = typer.Argument(Path("runs"), help="Folder holding run folders (default: runs)."),
+    root: Path = typer.Argument(Path("runs"), metavar="DIR", help="Folder holding run folders (default: runs)."),
 ) -> None:
     """List runs: status (running, paused, killed, ready, or how they ended), epoch, best val accuracy."""
     if not root.is_dir():
@@ -86,9 +86,9 @@ def _cell(value: Optional[float]) -> str:
 def compare_command(
     run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR",
                                           help="Run folders to compare; shell globs work: runs/init-*"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Figure file (default: "
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="FILE", help="Figure file (default: "
                                        "runs/compare-runs-<time>.png)."),
-    metric: str = typer.Option("val_accuracy", "--metric", help="History column the table and the stars "
+    metric: str = typer.Option("val_accuracy", "--metric", metavar="NAME", help="History column the table and the stars "
                                "rank by: val_accuracy, val_loss, train_accuracy or train_loss."),
 ) -> None:
     """Overlay the loss and accuracy curves of run folders, print a table of them, write the figure.

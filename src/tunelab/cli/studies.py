@@ -74,7 +74,7 @@ def rounds_table(rounds: list[dict]) -> Table:
 
 
 @app.command("list")
-def list_command(storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP)) -> None:
+def list_command(storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help=STORAGE_HELP)) -> None:
     """Every study in storage with its trial count and best value."""
     from tunelab.search.results import study_summaries
     from tunelab.search.tune import DEFAULT_STORAGE
@@ -92,9 +92,9 @@ def list_command(storage: Optional[str] = typer.Option(None, "--storage", help=S
 
 
 @app.command("show")
-def show_command(name: str = typer.Argument(..., help="Study name."),
-                 storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-                 top: int = typer.Option(10, "--top", help="Rows of the leaderboard.")) -> None:
+def show_command(name: str = typer.Argument(..., metavar="NAME", help="Study name."),
+                 storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help=STORAGE_HELP),
+                 top: int = typer.Option(10, "--top", metavar="N", help="Rows of the leaderboard.")) -> None:
     """Counts by state, the leaderboard, coarse-to-fine rounds and failure reasons."""
     from tunelab.search.results import counts, leaderboard, load_study
     from tunelab.search.coarse_to_fine import stored_rounds
@@ -121,9 +121,9 @@ def show_command(name: str = typer.Argument(..., help="Study name."),
 
 
 @app.command("export")
-def export_command(name: str = typer.Argument(..., help="Study name."),
-                   csv: Path = typer.Option(..., "--csv", help="CSV file to write (one row per trial); - for standard output."),
-                   storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP)) -> None:
+def export_command(name: str = typer.Argument(..., metavar="NAME", help="Study name."),
+                   csv: Path = typer.Option(..., "--csv", metavar="FILE", help="CSV file to write (one row per trial); - for standard output."),
+                   storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help=STORAGE_HELP)) -> None:
     """Write every trial (state, value, duration, params, failure reason) to a CSV file."""
     from tunelab.search.results import load_study, trial_rows, write_csv
     from tunelab.search.tune import DEFAULT_STORAGE
@@ -141,9 +141,9 @@ def export_command(name: str = typer.Argument(..., help="Study name."),
 
 
 @app.command("delete")
-def delete_command(name: str = typer.Argument(..., help="Study name (a compare is compare:NAME; a staged "
+def delete_command(name: str = typer.Argument(..., metavar="NAME", help="Study name (a compare is compare:NAME; a staged "
                                               "study's NAME.stageK go with NAME)."),
-                   storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP)) -> None:
+                   storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help=STORAGE_HELP)) -> None:
     """Delete a study and all its trials from storage (files under runs/ are kept)."""
     from tunelab.search.storage import delete_studies
     from tunelab.search.tune import DEFAULT_STORAGE

@@ -123,28 +123,28 @@ def _start_lines(p, trials: int, staged: bool, where: str) -> list[str]:
 
 
 def tune_command(
-    space: Path = typer.Argument(..., help="Space file: base (train config), space (dotted key -> "
+    space: Path = typer.Argument(..., metavar="SPACE", help="Space file: base (train config), space (dotted key -> "
                                  "distribution), objective, stages."),
-    sampler: str = typer.Option("random", "--sampler", help="grid, random, coarse-to-fine, tpe or gp."),
-    trials: int = typer.Option(20, "--trials", "-n", help="Finished trials wanted in total (a rerun continues up to this)."),
-    pruner: str = typer.Option("none", "--pruner", help="none, median, asha or hyperband (on the per-epoch objective)."),
+    sampler: str = typer.Option("random", "--sampler", metavar="grid|random|coarse-to-fine|tpe|gp", help="grid, random, coarse-to-fine, tpe or gp."),
+    trials: int = typer.Option(20, "--trials", "-n", metavar="N", help="Finished trials wanted in total (a rerun continues up to this)."),
+    pruner: str = typer.Option("none", "--pruner", metavar="none|median|asha|hyperband", help="none, median, asha or hyperband (on the per-epoch objective)."),
     grace_epochs: Optional[int] = typer.Option(None, "--grace-epochs", metavar="N", help="Pruners never stop a "
                                                "trial before N epochs (default: 25% of the longest trial's "
                                                "epochs, at least 2)."),
-    workers: int = typer.Option(1, "--workers", "-w", help="Parallel worker processes (1: inline). Each gets cores/workers threads."),
+    workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes (1: inline). Each gets cores/workers threads."),
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key of the space's "
                                    "base config, e.g. --set training.threads=1 (repeatable; checked at once)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (default sqlite:///tunelab.db; postgresql://... works)."),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the space file's name)."),
+    storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help="SQLAlchemy URL (default sqlite:///tunelab.db; postgresql://... works)."),
+    study: Optional[str] = typer.Option(None, "--study", metavar="NAME", help="Study name (default: the space file's name)."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the study (its trials) first, then run it anew."),
     timeout: Optional[float] = typer.Option(None, "--timeout", metavar="SECONDS", help="Stop asking for new "
                                             "trials after this many seconds; running trials finish."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Sampler seed, for reproducible proposals."),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Sampler seed, for reproducible proposals."),
     stages: bool = typer.Option(False, "--stages", help="Tune in stages by priority (the space file's `stages`), fixing earlier best values."),
-    round_size: Optional[int] = typer.Option(None, "--round-size", help="coarse-to-fine: trials per round (default max(8, trials/4)); the top quarter of each round sets the next ranges."),
+    round_size: Optional[int] = typer.Option(None, "--round-size", metavar="N", help="coarse-to-fine: trials per round (default max(8, trials/4)); the top quarter of each round sets the next ranges."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="Folder for best.yaml "
                                        "(default runs/<study>)."),
-    trial_folders: Optional[Path] = typer.Option(None, "--trial-folders", help="Give every trial a live run folder "
+    trial_folders: Optional[Path] = typer.Option(None, "--trial-folders", metavar="DIR", help="Give every trial a live run folder "
                                                  "DIR/<study>/trial-NNNN that tunelab control and tunelab runs reach."),
 ) -> None:
     """Search hyperparameters over real training runs; keeps every trial in storage.

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Literal, Optional, Protocol
 
-__all__ = ["TrialSpec", "Event", "Decision", "Executor", "EventKind"]
+__all__ = ["TrialSpec", "Event", "Decision", "Executor", "EventKind", "interrupted_write"]
 
 EventKind = Literal["start", "epoch", "done", "pruned", "failed"]
 Decision = Optional[Literal["continue", "prune"]]
@@ -64,3 +64,26 @@ class Executor(Protocol):
     """Runs trials and streams their events; interchangeable (inline, processes, ...)."""
 
     def run(self, trials: Iterator[TrialSpec], on_event: Callable[[Event], Decision]) -> None: ...
+
+
+def interrupted_write(error: BaseException) -> bool:
+    """Whether ``error`` is a storage write cut by Ctrl-C or SIGTERM: SQLite answers a signal
+    that lands inside a statement with OperationalError('interrupted'), which Optuna wraps in a
+    StorageInternalError; the driver must treat it as the interrupt it is.
+
+    Example:
+        >>> import sqlite3
+        >>> try:
+        ...     raise RuntimeError("commit failed") from sqlite3.OperationalError("interrupted")
+        ... except RuntimeError as e:
+        ...     interrupted_write(e)
+        True
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, KeyboardInterrupt) or (
+                type(error).__name__ == "OperationalError" and "interrupted" in str(error).lower()):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -18,7 +18,7 @@ import traceback
 from typing import Any, Callable
 
 from tunelab.errors import TunelabError
-from tunelab.execute.base import Event, TrialSpec
+from tunelab.execute.base import Event, TrialSpec, interrupted_write
 
 __all__ = ["execute_trial", "Reporter", "TrialPruned", "load_cached"]
 
@@ -129,5 +129,7 @@ def execute_trial(spec: TrialSpec, report: Report) -> Event:
     except TunelabError as e:
         return Event(spec.number, "failed", error=f"{type(e).__name__}: {e}")
     except Exception as e:  # a user's objective or model may raise anything
+        if interrupted_write(e):  # Ctrl-C inside the driver's storage write of a report: stop the study
+            raise KeyboardInterrupt("interrupted during a storage write") from e
         tb = traceback.format_exc(limit=-3)
         return Event(spec.number, "failed", error=f"{type(e).__name__}: {e}\n{tb}")

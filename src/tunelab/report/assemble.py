@@ -6,6 +6,7 @@ hands precomputed series to the figure functions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shlex
@@ -24,7 +25,7 @@ from tunelab.report.compare_figs import (  # noqa: E402
 )
 from tunelab.report.html import Section, format_p  # noqa: E402
 
-__all__ = ["compare_sections", "study_sections", "plot_arm_histograms", "train_command", "FEW_TRIALS"]
+__all__ = ["compare_sections", "study_sections", "staged_sections", "plot_arm_histograms", "train_command", "FEW_TRIALS"]
 
 # Below this many completed trials, importance and parallel coordinates describe a handful of
 # points, not the search space: the report says so beside them.
@@ -318,4 +319,27 @@ def study_sections(study, command: str = "") -> list[Section]:
         sections.append(Section("Best config", "code", yaml.safe_dump(cfg, sort_keys=False) if cfg else "-"))
     stored = study.user_attrs.get("command")
     sections.append(Section("Reproduce", "code", _reproduce(study.study_name, command or stored or "", cfg)))
+    return sections
+
+
+def _json_items(values: dict) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()) or "-"
+
+
+def staged_sections(name: str, studies: Sequence) -> list[Section]:
+    """A ``--stages`` tune as a whole: a summary row per stage (keys tuned, trials, best value,
+    its best values and the values fixed from earlier stages), then each stage's
+    ``study_sections`` with titles prefixed by the stage."""
+    from tunelab.search.results import stage_summaries
+
+    rows = [{"stage": r["index"], "study": r["study"], "keys tuned": ", ".join(r["keys"]) or "-",
+             "trials": f"{r['complete']} completed of {r['trials']}", "best value": r["best"],
+             "best values (carried forward)": _json_items(r["best_params"]),
+             "fixed from earlier stages": _json_items(r["fixed"])} for r in stage_summaries(studies)]
+    sections = [Section("Stages", "text", f"Study {name} was tuned in {len(rows)} stages; each stage searched "
+                        "its keys with the best values of the earlier stages fixed."),
+                Section("Stage summary", "table", rows)]
+    for row, st in zip(rows, studies):
+        for sec in study_sections(st):
+            sections.append(dataclasses.replace(sec, title=f"Stage {row['stage']}: {sec.title}"))
     return sections

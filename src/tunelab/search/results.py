@@ -20,7 +20,7 @@ from tunelab.errors import ConfigError
 from tunelab.search.storage import missing_sqlite_file, storage_errors
 
 __all__ = ["leaderboard", "study_summaries", "trial_rows", "write_csv", "counts", "load_study",
-           "thin_study_note", "HANDFUL"]
+           "thin_study_note", "HANDFUL", "load_stages", "stage_summaries"]
 
 # Below this many completed trials, figures that compare trials with each other (importance,
 # parallel coordinates, slices) describe a few points, not the search space.
@@ -37,6 +37,43 @@ def load_study(name: str, storage: str) -> optuna.Study:
             there = f"the file {missing} does not exist (run `tunelab tune` or `tunelab compare` first)"
         raise ConfigError(f"study {name!r} is not in {storage}; {there}")
     return optuna.load_study(study_name=name, storage=storage)
+
+
+def load_stages(name: str, storage: str) -> list[optuna.Study]:
+    """The stage studies ``NAME.stage1``, ``NAME.stage2``, ... of a ``--stages`` tune, in order
+    (stopping at the first missing index); none when ``NAME`` itself is a study or has no stages."""
+    names = {s["name"] for s in study_summaries(storage)}
+    if name in names:
+        return []
+    out = []
+    while f"{name}.stage{len(out) + 1}" in names:
+        out.append(optuna.load_study(study_name=f"{name}.stage{len(out) + 1}", storage=storage))
+    return out
+
+
+def stage_summaries(studies: list[optuna.Study]) -> list[dict[str, Any]]:
+    """Per stage study: index, name, keys tuned, trial counts, best value and params, and the
+    values fixed from earlier stages (the study's user attr ``stage``, written by ``tune``).
+
+    Example:
+        >>> import optuna
+        >>> st = optuna.create_study(study_name="s.stage1", direction="maximize")
+        >>> st.set_user_attr("stage", {"index": 1, "keys": ["x"], "fixed": {}})
+        >>> st.optimize(lambda t: t.suggest_float("x", 0, 1) * 0 + 0.5, n_trials=2)
+        >>> row = stage_summaries([st])[0]
+        >>> row["index"], row["keys"], row["complete"], row["trials"], row["best"], row["fixed"]
+        (1, ['x'], 2, 2, 0.5, {})
+    """
+    rows = []
+    for i, st in enumerate(studies):
+        info = st.user_attrs.get("stage") or {}
+        c = counts(st)
+        best = leaderboard(st, 1)
+        rows.append(dict(index=info.get("index", i + 1), study=st.study_name, keys=list(info.get("keys", [])),
+                         trials=sum(c.values()), complete=c["complete"],
+                         best=best[0]["value"] if best else None, best_params=best[0]["params"] if best else {},
+                         fixed=dict(info.get("fixed") or {})))
+    return rows
 
 
 def counts(study: optuna.Study) -> dict[str, int]:

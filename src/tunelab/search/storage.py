@@ -18,7 +18,7 @@ from typing import Iterator, Optional, Union
 
 from tunelab.errors import ConfigError
 
-__all__ = ["storage_errors", "missing_sqlite_file", "resolve_storage", "delete_studies", "IN_MEMORY",
+__all__ = ["storage_errors", "missing_sqlite_file", "reset_session", "resolve_storage", "delete_studies", "IN_MEMORY",
            "StorageLike"]
 
 IN_MEMORY = "in memory (pass storage= to keep it)"
@@ -39,27 +39,28 @@ def storage_errors(url: str) -> Iterator[None]:
                           f"such as sqlite:///tunelab.db or postgresql://user:password@host/db") from None
 
 
-def interrupted_write(error: BaseException) -> bool:
-    """Whether ``error`` is a storage write cut by Ctrl-C or SIGTERM: SQLite answers a signal
-    that lands inside a statement with OperationalError('interrupted'), which Optuna wraps in a
-    StorageInternalError; the driver must treat it as the interrupt it is.
+def reset_session(study) -> None:
+    """Roll back and drop the storage's database session after an interrupt.
+
+    A Ctrl-C or SIGTERM that lands inside a storage write (a pruner report mid-epoch) leaves
+    SQLAlchemy's session in a failed transaction that Optuna does not roll back (it only does
+    for SQLAlchemy's own errors), so every later write would fail with "An exception is raised
+    during the commit"; the driver calls this before it marks the interrupted trials.
 
     Example:
-        >>> import sqlite3
-        >>> try:
-        ...     raise RuntimeError("commit failed") from sqlite3.OperationalError("interrupted")
-        ... except RuntimeError as e:
-        ...     interrupted_write(e)
-        True
+        >>> import optuna
+        >>> reset_session(optuna.create_study())  # in-memory storage: nothing to reset
     """
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, KeyboardInterrupt) or (
-                type(error).__name__ == "OperationalError" and "interrupted" in str(error).lower()):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    storage = getattr(study, "_storage", None)
+    backend = getattr(storage, "_backend", storage)
+    session = getattr(backend, "scoped_session", None)
+    if session is None:
+        return
+    try:
+        session.rollback()
+    except Exception:  # the session may be unusable; removing it is what matters
+        pass
+    session.remove()
 
 
 def missing_sqlite_file(url: str) -> Optional[str]:

@@ -344,7 +344,7 @@ class StudyDriver:
             self._interrupted()
             raise
         except Exception as e:
-            from tunelab.search.storage import interrupted_write
+            from tunelab.execute.base import interrupted_write
 
             if not interrupted_write(e):
                 raise
@@ -353,6 +353,9 @@ class StudyDriver:
         return self.progress
 
     def _interrupted(self) -> None:
+        from tunelab.search.storage import reset_session
+
+        reset_session(self.study)  # a signal inside a write leaves the session broken
         self.abandon("interrupted (Ctrl-C or SIGTERM)")
         # a trial asked but not yet handed out (Ctrl-C between ask and dispatch) is
         # RUNNING in storage without being live; this driver is the only writer, so sweep

@@ -325,6 +325,10 @@ def _plan(sp: SearchSpace, sampler: str, trials: int, stages: bool, seed: Option
     """Per stage: its keys, its space, its trial target, the grid size (grid sampler) and the
     sampler options; every sampler is built once here so a bad one fails before anything runs."""
     stage_keys = sp.stages if stages else [list(sp.params)]
+    if len(stage_keys) > trials:  # a stage with no trial would end the tune with "no trial completed"
+        n = len(stage_keys)
+        raise ConfigError(f"trials={trials} is out of range for {n} stages; "
+                          f"allowed: at least one trial per stage ({n} or more)")
     budgets = [trials // len(stage_keys) + (1 if i < trials % len(stage_keys) else 0)
                for i in range(len(stage_keys))]
     plan = []
