@@ -3,26 +3,16 @@
 import json
 import subprocess
 import sys
-import time
 
 import yaml
 
+from tests.waiting import wait_until
 from tunelab.cli.main import main
 from tunelab.search.results import load_study
 from tunelab.trainer.live import read_status
 
 SPACE = {"base": {"training": {"epochs": 2, "threads": 1}, "model": {"hidden": [16]}},
          "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-2]}}}
-
-
-def _wait(predicate, what: str, deadline: float = 60.0):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_every_trial_gets_a_complete_run_folder(tmp_path, monkeypatch, capsys):
@@ -53,7 +43,7 @@ def test_control_reaches_a_running_trial_and_stop_prunes_it(tmp_path, capsys):
                             stderr=subprocess.PIPE, text=True)
     trial = tmp_path / "trials" / "space" / "trial-0000"
     try:
-        _wait(lambda: read_status(trial).get("status") == "running" and read_status(trial).get("epoch", 0) >= 1,
+        wait_until(lambda: read_status(trial).get("status") == "running" and read_status(trial).get("epoch", 0) >= 1,
               "the trial to finish an epoch")
         assert main(["control", str(trial), "lr*=0.5", "stop"]) == 0
         out = capsys.readouterr().out

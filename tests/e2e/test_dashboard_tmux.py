@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_until
+
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not on PATH")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,14 +45,8 @@ class Tmux:
 
 
 def _wait(what: str, check, tmux: Tmux, timeout: float = 60.0):
-    """Poll ``check`` until it returns something true (deadline ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}; the screen:\n{tmux.screen()}")
+    """Poll ``check`` until it returns something true; on a time-out show the screen."""
+    return wait_until(check, what, timeout, 0.1, context=lambda: f"the screen:\n{tmux.screen()}")
 
 
 def _json(path: Path) -> dict:
