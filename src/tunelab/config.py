@@ -21,7 +21,7 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import yaml
 
@@ -53,16 +53,20 @@ def opt(default: Any, doc: str = "", *, lo: float | None = None, hi: float | Non
 class DataConfig:
     name: str = opt("digits", "dataset", registry="tunelab.data.sources:DATASETS")
     dir: Optional[str] = opt(None, "data directory (default: $TUNELAB_DATA or ~/.cache/tunelab)")
-    path: Optional[str] = opt(None, "file for the csv and npz sources")
+    path: Optional[str] = opt(None, "file for the csv and npz sources; folder of class subfolders for images")
     target: str = opt("label", "target column of a csv file")
-    val_fraction: float = opt(0.1, "fraction of the training set held out for validation",
-                              lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    val_fraction: float = opt(0.1, "fraction of the training set held out for validation "
+                              "(0: none; early stopping, plateau on validation and search then refuse)",
+                              lo=0.0, hi=1.0, hi_open=True)
     test_fraction: float = opt(0.2, "fraction held out as test set where the source has none",
                                lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     split_seed: int = opt(0, "seed of the validation/test split", lo=0)
     scaling: str = opt("unit", "unit: pixels/255 (0-1); standardize: z-score fitted on train; none",
                        choices=["none", "unit", "standardize"])
     train_size: Optional[int] = opt(None, "use only this many training examples", lo=1)
+    image_size: int = opt(28, "images source: side in pixels every image is resized to", lo=1, hi=1024)
+    color: str = opt("auto", "images source: grayscale, rgb, or auto (rgb when any image has color)",
+                     choices=["auto", "grayscale", "rgb"])
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,10 @@ class ModelConfig:
     name: str = opt("mlp", "architecture", registry="tunelab.nn.models:MODELS")
     hidden: list[int] = opt([256, 128], "mlp hidden widths (depth = length); cnn head widths")
     channels: list[int] = opt([16, 32], "cnn channels per conv block")
-    kernel_size: int = opt(3, "cnn kernel size", lo=1)
+    kernel_size: Union[int, list[int]] = opt(3, "cnn kernel size (one for all blocks, or one per block)", lo=1)
+    stride: Union[int, list[int]] = opt(1, "cnn stride (one for all blocks, or one per block)", lo=1)
+    padding: Optional[Union[int, list[int]]] = opt(None, "cnn padding (null: kernel_size // 2; one, or one per block)",
+                                                   lo=0)
     pool: str = opt("max", "cnn pooling after each block", choices=["max", "avg", "none"])
     activation: str = opt("relu", "hidden activation", registry="tunelab.nn.activations:ACTIVATIONS")
     init: str = opt("he_normal", "weight initialization", registry="tunelab.nn.init:INITS")
@@ -80,6 +87,8 @@ class ModelConfig:
                              choices=["before", "after"])
     groups: int = opt(8, "number of groups of group norm", lo=1)
     dropout: float = opt(0.0, "dropout rate after each hidden layer", lo=0.0, hi=1.0, hi_open=True)
+    residual: bool = opt(False, "mlp: identity skip connection around each hidden block whose input "
+                                "and output widths are equal")
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,10 @@ class OptimizerConfig:
     rho: float = opt(0.9, "adadelta decay", lo=0.0, hi=1.0, hi_open=True)
     alpha: float = opt(0.99, "rmsprop smoothing constant", lo=0.0, hi=1.0, hi_open=True)
     weight_decay: float = opt(0.0, "L2 penalty (decoupled for adamw)", lo=0.0)
+
+
+# metrics a plateau schedule or early stopping may watch (train_eval_*: evaluation mode)
+MONITORS = ["val_loss", "val_accuracy", "train_loss", "train_accuracy", "train_eval_loss", "train_eval_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -111,7 +124,7 @@ class ScheduleConfig:
     div_factor: float = opt(25.0, "one-cycle: initial lr = lr / div_factor", lo=1.0)
     final_div_factor: float = opt(1e4, "one-cycle: final lr = initial / final_div_factor", lo=1.0)
     monitor: str = opt("val_loss", "plateau metric",
-                       choices=["val_loss", "val_accuracy", "train_loss", "train_accuracy"])
+                       choices=MONITORS)
     mode: str = opt("auto", "plateau: min, max, or auto from the metric", choices=["auto", "min", "max"])
     factor: float = opt(0.1, "plateau: lr multiplier on a plateau", lo=0.0, hi=1.0,
                         lo_open=True, hi_open=True)
@@ -124,7 +137,7 @@ class ScheduleConfig:
 class EarlyStoppingConfig:
     enabled: bool = opt(False, "stop when the monitored metric stops improving")
     monitor: str = opt("val_loss", "metric to watch",
-                       choices=["val_loss", "val_accuracy", "train_loss", "train_accuracy"])
+                       choices=MONITORS)
     mode: str = opt("auto", "min, max, or auto from the metric", choices=["auto", "min", "max"])
     patience: int = opt(5, "epochs without improvement before stopping", lo=0)
     min_delta: float = opt(0.0, "smallest change that counts as improvement", lo=0.0)
@@ -144,7 +157,13 @@ LOGGERS = ["tensorboard"]
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    epochs: int = opt(20, "training epochs", lo=1)
+    epochs: int = opt(20, "training epochs (with training.steps: the number of evaluation periods, "
+                          "ceil(steps / eval_every), set for you)", lo=1)
+    steps: Optional[int] = opt(None, "train this many optimizer steps instead of whole epochs", lo=1)
+    eval_every: Optional[int] = opt(None, "with training.steps: evaluate every N steps (null: 100)", lo=1)
+    train_eval_size: Optional[int] = opt(None, "examples of the training set measured in evaluation mode "
+                                               "each epoch (null: as many as the validation set, "
+                                               "10000 without one; 0: off)", lo=0)
     batch_size: int = opt(128, "mini-batch size", lo=1)
     eval_batch_size: int = opt(8192, "batch size of evaluation passes", lo=1)
     seed: int = opt(0, "seed of weights, data order, dropout and augmentation", lo=0)
@@ -183,8 +202,9 @@ class RunConfig:
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is typing.Union:
-        inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return f"{_type_name(inner[0])} or null"
+        args = typing.get_args(tp)
+        names = " or ".join(_type_name(a) for a in args if a is not type(None))
+        return f"{names} or null" if type(None) in args else names
     if origin is list:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
@@ -196,10 +216,20 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     bad = ConfigError(f"{key}={value!r} has the wrong type; expected {_type_name(tp)}")
     if origin is typing.Union:
-        if value is None:
+        if value is None and type(None) in typing.get_args(tp):
             return None
-        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
-        return _coerce(key, value, inner)
+        inners = [a for a in typing.get_args(tp) if a is not type(None)]
+        for inner in inners[:-1]:  # int or list[int]: the first type that fits
+            try:
+                return _coerce(key, value, inner)
+            except ConfigError:
+                continue
+        try:
+            return _coerce(key, value, inners[-1])
+        except ConfigError:
+            if len(inners) == 1:
+                raise  # its own message (a number that is not finite, a wrong item)
+            raise bad from None
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise bad
@@ -345,17 +375,66 @@ def _cross_check(cfg: RunConfig) -> None:
         raise ConfigError(f"model.channels={cfg.model.channels!r} must be a non-empty list of positive ints")
     if cfg.model.norm == "instance" and cfg.model.name != "cnn":
         raise ConfigError("model.norm='instance' needs spatial maps; it is allowed only with model.name='cnn'")
-    if cfg.data.name in ("csv", "npz") and not cfg.data.path:
-        raise ConfigError(f"data.path is required for data.name={cfg.data.name!r}; give the file to read")
-    if cfg.data.path is not None and cfg.data.name not in ("csv", "npz") and _builtin_source(cfg.data.name):
-        raise ConfigError(f"data.path={cfg.data.path!r} is only used with data.name csv or npz; "
+    if cfg.data.name in _PATH_SOURCES and not cfg.data.path:
+        what = "folder" if cfg.data.name == "images" else "file"
+        raise ConfigError(f"data.path is required for data.name={cfg.data.name!r}; give the {what} to read")
+    if cfg.data.path is not None and cfg.data.name not in _PATH_SOURCES and _builtin_source(cfg.data.name):
+        raise ConfigError(f"data.path={cfg.data.path!r} is only used with data.name csv, npz or images; "
                           f"got data.name={cfg.data.name!r}")
+    _check_per_block(cfg.model)
+    if cfg.model.residual and cfg.model.name != "mlp":
+        raise ConfigError(f"model.residual=true applies to model.name='mlp'; got model.name={cfg.model.name!r}")
+    _check_no_validation(cfg)
     for i, name in enumerate(cfg.training.log):
         if name in cfg.training.log[:i]:
             raise ConfigError(f"training.log[{i}]={name!r} is given twice; allowed: each logger once")
     if cfg.schedule.warmup_epochs >= cfg.training.epochs and cfg.schedule.warmup_epochs > 0:
         raise ConfigError(f"schedule.warmup_epochs={cfg.schedule.warmup_epochs} must be less than "
                           f"training.epochs={cfg.training.epochs}")
+
+
+_PATH_SOURCES = ("csv", "npz", "images")
+
+
+def _check_per_block(m: ModelConfig) -> None:
+    """kernel_size, stride and padding: one value for every conv block, or one per block."""
+    for key in ("kernel_size", "stride", "padding"):
+        value = getattr(m, key)
+        if isinstance(value, list) and len(value) != len(m.channels):
+            raise ConfigError(f"model.{key}={value!r} gives {len(value)} values for {len(m.channels)} conv "
+                              f"blocks (model.channels={m.channels!r}); allowed: one number, or one per block")
+
+
+def _check_no_validation(cfg: RunConfig) -> None:
+    """data.val_fraction=0 leaves no validation set: nothing may watch one."""
+    if cfg.data.val_fraction != 0:
+        return
+    es, s = cfg.training.early_stopping, cfg.schedule
+    if es.enabled and es.monitor.startswith("val_"):
+        raise ConfigError(f"training.early_stopping.monitor={es.monitor!r} needs a validation set, and "
+                          f"data.val_fraction=0 holds none; allowed: a train_* monitor, or data.val_fraction > 0")
+    if s.name == "plateau" and s.monitor.startswith("val_"):
+        raise ConfigError(f"schedule.monitor={s.monitor!r} needs a validation set, and data.val_fraction=0 "
+                          f"holds none; allowed: a train_* monitor, or data.val_fraction > 0")
+
+
+def _resolve_steps(cfg: RunConfig, epochs_given: bool) -> RunConfig:
+    """training.steps: the run is ceil(steps / eval_every) evaluation periods ("epochs")."""
+    t = cfg.training
+    if t.steps is None:
+        if t.eval_every is not None:
+            raise ConfigError(f"training.eval_every={t.eval_every} is used only with training.steps; "
+                              f"set training.steps, or remove training.eval_every")
+        return cfg
+    every = t.eval_every if t.eval_every is not None else min(100, t.steps)
+    if every > t.steps:
+        raise ConfigError(f"training.eval_every={every} is more than training.steps={t.steps}; "
+                          f"allowed: 1 to {t.steps}")
+    periods = math.ceil(t.steps / every)
+    if epochs_given and t.epochs != periods:
+        raise ConfigError(f"training.epochs={t.epochs} and training.steps={t.steps} are alternatives; "
+                          f"give one (with steps, the run has ceil(steps / eval_every) = {periods} evaluations)")
+    return dataclasses.replace(cfg, training=dataclasses.replace(t, eval_every=every, epochs=periods))
 
 
 def _builtin_source(name: str) -> bool:
@@ -417,6 +496,8 @@ def from_dict(raw: dict | None, overrides: Sequence[str] = ()) -> RunConfig:
         _apply_override(raw, path, value)
     cfg = _build(RunConfig, raw, "")
     _check_defaults(cfg)
+    training = raw.get("training")
+    cfg = _resolve_steps(cfg, isinstance(training, dict) and training.get("epochs") is not None)
     _cross_check(cfg)
     resolved = _resolve(cfg)
     _check_resolved(resolved, lr_given=cfg.optimizer.lr is not None)

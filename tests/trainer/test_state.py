@@ -125,10 +125,11 @@ def test_a_training_checkpoint_loads_with_weights_only(tmp_path):
     path = run_dir / "checkpoints" / "last.pt"
     payload = torch.load(path, weights_only=True)  # no pickled code: plain types and tensors only
     assert payload["format"] == FORMAT
-    assert {"state", "model", "optimizer", "best_weights", "rng", "partial", "config"} <= set(payload)
+    assert {"state", "model", "optimizer", "best_weights", "rng", "partial", "order", "config"} <= set(payload)
     state = state_from_dict(payload["state"])
     assert (state.epoch, state.step, len(state.history)) == (1, 3, 1)
-    assert set(payload["partial"]) == {"perm", "loss_sum", "correct"}
+    assert set(payload["partial"]) == {"seen", "loss_sum", "correct"} and payload["partial"]["seen"] > 0
+    assert set(payload["order"]) == {"perm", "pass"} and payload["order"]["pass"] == 1
     assert set(payload["rng"]) >= {"torch", "data_order", "augment", "numpy", "python"}
 
 

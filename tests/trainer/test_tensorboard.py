@@ -21,7 +21,8 @@ from tunelab.trainer.control import Control  # noqa: E402
 
 BASE = {"training": {"epochs": 3, "threads": 1, "log": ["tensorboard"]}, "model": {"hidden": [16]},
         "optimizer": {"lr": 0.003}}
-TAGS = {"train_loss": "loss/train", "val_loss": "loss/val", "train_accuracy": "accuracy/train",
+TAGS = {"train_eval_loss": "loss/train", "val_loss": "loss/val", "train_eval_accuracy": "accuracy/train",
+        "train_loss": "loss/train_running", "train_accuracy": "accuracy/train_running",
         "val_accuracy": "accuracy/val", "lr": "lr"}
 MISSING = "training.log=['tensorboard'] needs the tensorboard package; pip install tensorboard"
 

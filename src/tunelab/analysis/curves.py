@@ -47,7 +47,8 @@ def warnings_for(history: Sequence[Mapping[str, float]], patience: int = 5, moni
     for i, row in enumerate(history):  # a broken run: the other warnings would read garbage
         for key in ("train_loss", "val_loss"):
             value = row.get(key, math.nan)
-            if not math.isfinite(value):
+            no_split = key == "val_loss" and math.isnan(value) and math.isnan(row.get("val_accuracy", 0.0))
+            if not math.isfinite(value) and not no_split:  # (no validation set: loss and accuracy NaN)
                 return [f"loss exploding: {key.replace('_', ' ')} is {value} at epoch {_epoch(history, i)}"]
     out = []
     train = [row["train_loss"] for row in history]

@@ -23,7 +23,7 @@ from tunelab.trainer.runfolder import read_history
 
 __all__ = ["METRICS", "RunCurves", "read_runs", "best_of"]
 
-METRICS = ("train_accuracy", "train_loss", "val_accuracy", "val_loss")
+METRICS = ("train_accuracy", "train_loss", "train_eval_accuracy", "train_eval_loss", "val_accuracy", "val_loss")
 
 
 @dataclass

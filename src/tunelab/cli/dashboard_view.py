@@ -238,8 +238,11 @@ def render(view: View, width: int, height: int) -> RenderableType:
     bottom = 9
     plot_h = height - 2 - bottom - 1 - 2  # what the plot panels hold inside their borders
     half = width // 2 - 4  # borders and padding; the left half, as rich may give the right one the odd cell
-    loss = _plot(view.history, [("train_loss", "red"), ("val_loss", "green")], half, plot_h)
-    acc = _plot(view.history, [("train_accuracy", "red"), ("val_accuracy", "green")], half, plot_h)
+    measured = any(isinstance(h.get("train_eval_loss"), float) and not math.isnan(h["train_eval_loss"])
+                   for h in view.history)
+    train = "train_eval" if measured else "train"  # the training set in evaluation mode where measured
+    loss = _plot(view.history, [(f"{train}_loss", "red"), ("val_loss", "green")], half, plot_h)
+    acc = _plot(view.history, [(f"{train}_accuracy", "red"), ("val_accuracy", "green")], half, plot_h)
     layout = Layout()
     layout.split_column(Layout(name="head", size=2), Layout(name="plots"), Layout(name="low", size=bottom),
                         Layout(name="keys", size=1))

@@ -24,8 +24,13 @@ HEADER = "epoch  loss train/val   acc train/val         lr  seconds"
 
 
 def _row(m: dict) -> str:
-    return (f"{m['epoch']:>5}  {m['train_loss']:.4f}/{m['val_loss']:.4f}  "
-            f"{m['train_accuracy']:.4f}/{m['val_accuracy']:.4f}  {m['lr']:>9.3g}  {m['seconds']:>7.2f}")
+    """One epoch; "train" is measured in evaluation mode where it was (else the running average)."""
+    loss = m.get("train_eval_loss", m["train_loss"])
+    acc = m.get("train_eval_accuracy", m["train_accuracy"])
+    if acc != acc:  # not measured (training.train_eval_size: 0)
+        loss, acc = m["train_loss"], m["train_accuracy"]
+    return (f"{m['epoch']:>5}  {loss:.4f}/{m['val_loss']:.4f}  "
+            f"{acc:.4f}/{m['val_accuracy']:.4f}  {m['lr']:>9.3g}  {m['seconds']:>7.2f}")
 
 
 def _summary(result) -> Table:

@@ -51,7 +51,7 @@ def split_indices(n: int, has_test: bool, cfg: DataConfig
     if not has_test:
         n_test = _count(n, cfg.test_fraction, "data.test_fraction")
         test, rest = rest[:n_test], rest[n_test:]
-    n_val = _count(len(rest), cfg.val_fraction, "data.val_fraction")
+    n_val = _count(len(rest), cfg.val_fraction, "data.val_fraction") if cfg.val_fraction > 0 else 0  # 0: none
     val, train = rest[:n_val], rest[n_val:]
     if cfg.train_size is not None:
         if cfg.train_size > len(train):

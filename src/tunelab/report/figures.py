@@ -47,11 +47,21 @@ def plot_curves(history: Sequence[dict[str, float]], title: str = "", events: Se
     """Loss and accuracy for train and validation per epoch (the over-fitting picture);
     ``events`` (interventions) are drawn as labelled vertical markers, ``others`` (parent and
     forks) as thinner lines, ``chance`` (1 / classes) as a dotted line with the accuracy axis
-    kept from it to 1, so a run stuck at chance is not auto-scaled into big swings."""
+    kept from it to 1, so a run stuck at chance is not auto-scaled into big swings.
+
+    "train" is the training set measured in evaluation mode (``train_eval_*``) where the history
+    has it; the running average over the epoch's steps (dropout on, weights moving) is drawn thin
+    beside it, so the gap to validation is read between the two measured the same way."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     epochs = [h["epoch"] for h in history]
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-        for split, style in (("train", "-"), ("val", "--")):
+        measured = any(_finite(h.get(f"train_eval_{metric}")) for h in history)
+        if measured:
+            ax.plot(epochs, [h.get(f"train_eval_{metric}", float("nan")) for h in history], "-", marker="o",
+                    markersize=3, label="train (evaluation mode)")
+            ax.plot(epochs, [h[f"train_{metric}"] for h in history], ":", linewidth=1, color="grey",
+                    label="train (running average)")
+        for split, style in ((("val", "--"),) if measured else (("train", "-"), ("val", "--"))):
             ax.plot(epochs, [h[f"{split}_{metric}"] for h in history], style, marker="o",
                     markersize=3, label="validation" if split == "val" else split)
         for other in others:
@@ -79,6 +89,10 @@ def plot_curves(history: Sequence[dict[str, float]], title: str = "", events: Se
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
 
 
 def lineage_lines(run_dir: Path) -> list[Line]:

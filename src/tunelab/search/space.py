@@ -33,7 +33,8 @@ from tunelab.search.paths import check_path, set_path
 
 __all__ = ["OBJECTIVE_METRICS", "SearchSpace", "apply_values"]
 
-OBJECTIVE_METRICS = ("val_accuracy", "val_loss", "train_loss", "train_accuracy")
+OBJECTIVE_METRICS = ("val_accuracy", "val_loss", "train_loss", "train_accuracy", "train_eval_loss",
+                     "train_eval_accuracy")
 TOP_KEYS = ("base", "objective", "space", "stages")
 
 
@@ -75,6 +76,8 @@ class SearchSpace:
         metric, direction = _parse_objective(raw.get("objective"), validate_config)
         params = _parse_params(raw.get("space"), base, validate_config)
         stages = _parse_stages(raw.get("stages"), list(params))
+        if validate_config:
+            _check_validation(base, params)
         return cls(base, params, metric, direction, stages, validate_config)
 
     # ---------------------------------------------------------------- Optuna's view
@@ -224,6 +227,17 @@ def _parse_params(raw: Any, base: dict, validate: bool) -> dict[str, Dist]:
             check_path(key, resolved)
             _check_values(key, dist, base)
     return params
+
+
+def _check_validation(base: dict, params: dict[str, Dist]) -> None:
+    """A search chooses on the validation set: data.val_fraction=0 (none) is refused."""
+    dist = params.get("data.val_fraction")
+    if dist is not None and 0 in ([*dist.choices] if dist.kind == "choice" else [dist.low]):
+        raise ConfigError("space.data.val_fraction may be 0, which leaves no validation set to choose on; "
+                          "allowed: values > 0")
+    if dist is None and config_from_dict(base).data.val_fraction == 0:
+        raise ConfigError("base: data.val_fraction=0 leaves no validation set, and a search chooses on "
+                          "validation; allowed: data.val_fraction > 0 (the test set is never searched on)")
 
 
 def _check_overlaps(keys: list[str]) -> None:

@@ -36,11 +36,11 @@ from tunelab.data.bundle import DataBundle
 from tunelab.optim import LrSchedule, build_optimizer
 from tunelab.trainer.control import Control, apply_command
 from tunelab.trainer.live import LiveFolder
-from tunelab.trainer.policy import early_stopping_on, epoch_end
+from tunelab.trainer.policy import diverged_loss, early_stopping_on, epoch_end
 from tunelab.trainer.prepare import resolve_device
 from tunelab.trainer.state import FORMAT, RunState, rng_state, set_rng_state, state_from_dict, state_to_dict
 
-__all__ = ["fit", "evaluate", "RunResult", "EpochEvent", "resolve_device"]
+__all__ = ["fit", "evaluate", "RunResult", "EpochEvent", "resolve_device", "period_steps", "train_eval_subset"]
 
 Decision = Optional[Literal["continue", "stop"]]
 Status = Literal["completed", "early_stopped", "stopped", "diverged", "interrupted"]
@@ -115,8 +115,27 @@ class _Live:
         self.cfg, self.data, self.model, self.opt, self.sched = cfg, data, model, opt, sched
         self.gen, self.aug_gen, self.control, self.folder, self.on_event = gen, aug_gen, control, folder, on_event
         self.state, self.best_weights, self.stop_message = RunState(), None, ""
-        self.perm = self.loss_sum = self.correct = None  # the epoch in progress
-        self.steps = math.ceil(len(data.y_train) / cfg.training.batch_size)
+        self.loss_sum = self.correct = None  # the running sums of the epoch (period) in progress
+        self.seen = 0  # examples stepped on in the epoch in progress
+        self.perm, self.perm_pass = None, -1  # the data order of the pass over the data in progress
+        self.steps = period_steps(cfg, len(data.y_train))
+
+    # ---- where a step falls: epochs are evaluation periods of ``steps`` optimizer steps; the
+    # data is read in passes of ceil(n / batch_size) steps, each in its own order (with
+    # training.epochs the two coincide; with training.steps a period may span passes)
+    def locate(self, step: int) -> tuple[int, int]:
+        """(pass over the data, step within it) of step ``step`` of the current epoch."""
+        spe = math.ceil(len(self.data.y_train) / self.cfg.training.batch_size)
+        g = self.state.epoch * self.steps + step
+        return g // spe, g % spe
+
+    def order(self, data_pass: int) -> torch.Tensor:
+        """The permutation of pass ``data_pass``, drawn from the data-order generator at its start."""
+        if self.perm_pass != data_pass:
+            self.perm = torch.randperm(len(self.data.y_train), generator=self.gen, device="cpu").to(
+                self.data.x_train.device)
+            self.perm_pass = data_pass
+        return self.perm
 
     # ---- learning rate: schedule x plateau x the user's multiplier
     def lr(self, step: int) -> float:
@@ -130,12 +149,15 @@ class _Live:
 
     # ---- checkpoints
     def payload(self) -> dict[str, Any]:
-        partial = None
-        if self.perm is not None:  # an epoch in progress (even before its first step): its order and sums
-            partial = {"perm": self.perm.cpu(), "loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu()}
+        partial = order = None
+        if self.loss_sum is not None:  # an epoch in progress (even before its first step): its sums
+            partial = {"loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu(), "seen": self.seen}
+        if self.perm is not None:  # a pass over the data in progress: its order
+            order = {"perm": self.perm.cpu(), "pass": self.perm_pass}
         return {"format": FORMAT, "state": state_to_dict(self.state), "model": self.model.state_dict(),
                 "optimizer": self.opt.state_dict(), "best_weights": self.best_weights,
-                "rng": rng_state(self.gen, self.aug_gen), "partial": partial, "config": to_dict(self.cfg)}
+                "rng": rng_state(self.gen, self.aug_gen), "partial": partial, "order": order,
+                "config": to_dict(self.cfg)}
 
     def checkpoint(self, **kinds: bool):
         return self.folder.save(self.payload(), **kinds) if self.folder is not None else None
@@ -187,11 +209,16 @@ class _Live:
             load_optimizer_state(self.opt, payload["optimizer"])
         self.best_weights = payload.get("best_weights")
         set_rng_state(payload["rng"], self.gen, self.aug_gen)
-        partial = payload.get("partial")
+        device = self.data.x_train.device
+        partial, order = payload.get("partial"), payload.get("order")
         if partial is not None:
-            device = self.data.x_train.device
-            self.perm = partial["perm"].to(device)
             self.loss_sum, self.correct = partial["loss_sum"].to(device), partial["correct"].to(device)
+            self.seen = int(partial.get("seen", min(self.state.step * self.cfg.training.batch_size,
+                                                    len(self.data.y_train))))
+            if order is None and "perm" in partial:  # a checkpoint of an older version: the epoch's order
+                order = {"perm": partial["perm"], "pass": self.locate(0)[0]}
+        if order is not None:
+            self.perm, self.perm_pass = order["perm"].to(device), int(order["pass"])
 
 
 def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
@@ -203,18 +230,41 @@ def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> N
         g.update(fresh)
 
 
+def period_steps(cfg: RunConfig, n_train: int) -> int:
+    """Optimizer steps per epoch: one pass over the data, or training.eval_every with training.steps.
+
+    Example:
+        >>> from tunelab.config import from_dict
+        >>> period_steps(from_dict({}, ["training.batch_size=100"]), 1050)
+        11
+        >>> period_steps(from_dict({}, ["training.steps=250", "training.eval_every=100"]), 1050)
+        100
+    """
+    tc = cfg.training
+    return tc.eval_every if tc.steps is not None else math.ceil(n_train / tc.batch_size)
+
+
+def _epoch_steps(live: _Live) -> int:
+    """Steps of the current epoch: a full period, or what is left of training.steps."""
+    tc = live.cfg.training
+    if tc.steps is None:
+        return live.steps
+    return min(live.steps, tc.steps - live.state.epoch * live.steps)
+
+
 def _train_epoch(live: _Live, on_batch) -> Optional[tuple[float, float]]:
-    """One pass over a fresh permutation (or the rest of a resumed one); returns (mean loss,
-    accuracy), read once, or None when a command stopped the run mid-epoch."""
+    """One epoch (a pass over the data, or training.eval_every steps), continuing a resumed one;
+    returns the running (mean loss, accuracy) over its steps, read once, or None when a command
+    stopped the run mid-epoch."""
     cfg, data, model, opt = live.cfg, live.data, live.model, live.opt
     x, y, bs = data.x_train, data.y_train, cfg.training.batch_size
-    n, every_steps = len(y), cfg.training.checkpoint.every_steps
-    steps = math.ceil(n / bs)
+    every_steps = cfg.training.checkpoint.every_steps
+    steps = _epoch_steps(live)
     start = live.state.step
-    if live.perm is None:  # a new epoch (not one resumed or stopped before its first step)
-        live.perm = torch.randperm(n, generator=live.gen, device="cpu").to(x.device)
+    if live.loss_sum is None:  # a new epoch (not one resumed or stopped before its first step)
         live.loss_sum = torch.zeros((), device=x.device)
         live.correct = torch.zeros((), device=x.device, dtype=torch.int64)
+        live.seen = 0
     live.set_lr(start)
     model.train()
     for step in range(start, steps):
@@ -227,7 +277,8 @@ def _train_epoch(live: _Live, on_batch) -> Optional[tuple[float, float]]:
         if live.sched.per_step:
             live.set_lr(step)
         # ---- one step
-        idx = live.perm[step * bs:(step + 1) * bs]
+        data_pass, j = live.locate(step)
+        idx = live.order(data_pass)[j * bs:(j + 1) * bs]
         xb, yb = x[idx], y[idx]  # (B, ...) gathered on the device
         if cfg.augment.active:
             xb = augment_batch(xb, cfg.augment, live.aug_gen)
@@ -238,14 +289,42 @@ def _train_epoch(live: _Live, on_batch) -> Optional[tuple[float, float]]:
         opt.step()
         live.loss_sum += loss.detach() * len(yb)
         live.correct += (logits.detach().argmax(1) == yb).sum()
+        live.seen += len(yb)
+        if (j + 1) * bs >= len(y):  # the pass is done: the next one draws its own order
+            live.perm, live.perm_pass = None, -1
         # ---- a mid-epoch checkpoint (resume continues at the next step)
         if every_steps and (step + 1) % every_steps == 0 and step + 1 < steps and live.folder is not None:
             live.state = dataclasses.replace(live.state, step=step + 1)
             live.checkpoint()
         if on_batch is not None:
             on_batch(live.state.epoch, step + 1, steps)
-    live.perm = None  # the epoch is done: the next one draws its own order
-    return live.loss_sum.item() / n, live.correct.item() / n
+    seen, loss_sum, correct = live.seen, live.loss_sum, live.correct
+    live.loss_sum = live.correct = None
+    return loss_sum.item() / seen, correct.item() / seen
+
+
+def train_eval_subset(data: DataBundle, cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training examples measured in evaluation mode each epoch: all of them, or a fixed subset
+    drawn with data.split_seed (the same for every run seed and arm) of training.train_eval_size
+    examples (null: as many as the validation set, 10000 without one; 0: none).
+
+    Example:
+        >>> from tunelab.config import from_dict
+        >>> from tunelab.data import load_data
+        >>> cfg = from_dict({})
+        >>> data = load_data(cfg.data)
+        >>> x, y = train_eval_subset(data, cfg)
+        >>> len(y) == len(data.y_val), len(train_eval_subset(data, from_dict({}, ["training.train_eval_size=0"]))[1])
+        (True, 0)
+    """
+    n, size = len(data.y_train), cfg.training.train_eval_size
+    if size is None:
+        size = len(data.y_val) if len(data.y_val) else 10_000
+    if size >= n:
+        return data.x_train, data.y_train
+    gen = torch.Generator(device="cpu").manual_seed(cfg.data.split_seed + 7919)  # not the run's streams
+    idx = torch.randperm(n, generator=gen)[:size].sort().values.to(data.x_train.device)
+    return data.x_train[idx], data.y_train[idx]
 
 
 def _grad_norms(model: torch.nn.Module) -> dict[str, float]:
@@ -280,9 +359,9 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
     aug_gen = torch.Generator(device=device).manual_seed(tc.seed + 1)  # augmentation draws
     torch.manual_seed(tc.seed)  # dropout draws
     opt = build_optimizer(model.parameters(), cfg.optimizer)
-    steps = math.ceil(len(data.y_train) / tc.batch_size)
-    sched = LrSchedule(cfg.schedule, cfg.optimizer.lr, tc.epochs, steps, schedule_fn)
+    sched = LrSchedule(cfg.schedule, cfg.optimizer.lr, tc.epochs, period_steps(cfg, len(data.y_train)), schedule_fn)
     live = _Live(cfg, data, model, opt, sched, gen, aug_gen, control, folder, on_event)
+    x_fit, y_fit = train_eval_subset(data, cfg)
     if resume is not None:
         live.restore(resume)
     status: Status = "completed"
@@ -301,12 +380,15 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
                 break
             train_loss, train_acc = trained
             lr = live.state.epoch_lr
+            fit_loss, fit_acc = evaluate(model, x_fit, y_fit, tc.eval_batch_size)
             val_loss, val_acc = evaluate(model, data.x_val, data.y_val, tc.eval_batch_size)
-            metrics = dict(epoch=epoch + 1, train_loss=train_loss, train_accuracy=train_acc,
+            metrics = dict(epoch=epoch + 1, steps=epoch * live.steps + _epoch_steps(live),
+                           train_loss=train_loss, train_accuracy=train_acc,
+                           train_eval_loss=fit_loss, train_eval_accuracy=fit_acc,
                            val_loss=val_loss, val_accuracy=val_acc, lr=lr,
                            seconds=time.perf_counter() - t0)
             # ---- the caller's answer, then the pure epoch-end policy
-            finite = math.isfinite(train_loss) and math.isfinite(val_loss)
+            finite = diverged_loss(metrics) is None
             event = EpochEvent(epoch + 1, tc.epochs, metrics, _grad_norms(model), live.lr(live.steps - 1) if finite else lr)
             answer = on_epoch(event) if on_epoch and finite else None
             live.state, action = epoch_end(live.state, metrics, cfg, answer)

@@ -29,7 +29,7 @@ from tunelab.optim.schedules import plateau_applies, plateau_step
 from tunelab.trainer.callbacks import early_stop_step
 from tunelab.trainer.state import RunState
 
-__all__ = ["EpochAction", "epoch_end", "early_stopping_on"]
+__all__ = ["EpochAction", "epoch_end", "early_stopping_on", "diverged_loss"]
 
 StopStatus = Literal["diverged", "early_stopped", "stopped"]
 
@@ -49,13 +49,31 @@ def early_stopping_on(state: RunState, cfg: RunConfig) -> bool:
     return cfg.training.early_stopping.enabled if state.early_stopping is None else state.early_stopping
 
 
+def diverged_loss(metrics: dict[str, float]) -> Optional[float]:
+    """The first non-finite loss of an epoch's metrics, or None. A loss measured on no examples
+    (no validation set: loss and accuracy both NaN) is not a divergence.
+
+    Example:
+        >>> nan = float("nan")
+        >>> diverged_loss(dict(train_loss=0.3, val_loss=nan, val_accuracy=0.5))
+        nan
+        >>> diverged_loss(dict(train_loss=0.3, val_loss=nan, val_accuracy=nan)) is None
+        True
+    """
+    for loss, acc in (("train_loss", None), ("train_eval_loss", "train_eval_accuracy"), ("val_loss", "val_accuracy")):
+        value = metrics.get(loss, 0.0)
+        if not math.isfinite(value) and (acc is None or math.isfinite(metrics.get(acc, 0.0))):
+            return value
+    return None
+
+
 def epoch_end(state: RunState, metrics: dict[str, float], cfg: RunConfig,
               answer: Optional[str] = None) -> tuple[RunState, EpochAction]:
     """Record epoch ``state.epoch`` with ``metrics`` and decide what happens next."""
     epoch = state.epoch
     state = dataclasses.replace(state, epoch=epoch + 1, step=0, history=(*state.history, dict(metrics)))
     # ---- divergence: never carry a NaN result forward
-    bad = next((metrics[k] for k in ("train_loss", "val_loss") if not math.isfinite(metrics[k])), None)
+    bad = diverged_loss(metrics)
     if bad is not None:
         return state, EpochAction("diverged", f"loss became {bad} at epoch {epoch + 1}; "
                                               f"lower optimizer.lr (now {cfg.optimizer.lr:g})")

@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 __all__ = ["write_run", "write_history", "read_history", "default_run_dir", "fresh_dir", "check_writable",
            "HISTORY_COLUMNS"]
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
-                   "interventions"]
+# train_loss / train_accuracy: running averages over the epoch's steps (dropout on, weights moving);
+# train_eval_*: the training set (or a fixed subset) measured in evaluation mode at the epoch's end
+HISTORY_COLUMNS = ["epoch", "steps", "train_loss", "train_accuracy", "train_eval_loss", "train_eval_accuracy",
+                   "val_loss", "val_accuracy", "lr", "seconds", "interventions"]
 
 
 def fresh_dir(root: str | Path, name: str) -> Path:

@@ -1,7 +1,9 @@
 """TensorBoard event files for a run (``training.log: [tensorboard]``).
 
 ``TensorBoardLog(logdir, cfg)`` is a sink: ``epoch(event)`` writes an epoch's scalars
-(loss/train, loss/val, accuracy/train, accuracy/val, lr, grad_norm/<parameter>) at step =
+(loss/train and accuracy/train: the training set in evaluation mode; loss/train_running and
+accuracy/train_running: the epoch's running averages; loss/val, accuracy/val, lr,
+grad_norm/<parameter>) at step =
 the epoch and flushes, so ``tensorboard --logdir runs/`` follows a run live;
 ``intervention(event)`` records a control command as text; ``close(result)`` adds the final
 metrics to the hyperparameters (the flattened resolved config, written when the log opens)
@@ -38,7 +40,8 @@ __all__ = ["TensorBoardLog", "open_log", "require_tensorboard", "wants_tensorboa
            "SCALARS", "FINAL_METRICS"]
 
 # history key -> scalar tag; the tags group into TensorBoard's loss / accuracy panels
-SCALARS = {"train_loss": "loss/train", "val_loss": "loss/val", "train_accuracy": "accuracy/train",
+SCALARS = {"train_loss": "loss/train_running", "val_loss": "loss/val", "train_accuracy": "accuracy/train_running",
+           "train_eval_loss": "loss/train", "train_eval_accuracy": "accuracy/train",
            "val_accuracy": "accuracy/val", "lr": "lr"}
 # RunResult fields shown in the hparams table (as scalars tagged hparam/<name>)
 FINAL_METRICS = ["best_val_accuracy", "val_accuracy", "val_loss", "test_accuracy", "test_loss"]
@@ -122,8 +125,8 @@ class TensorBoardLog:
         """Write one EpochEvent's scalars at step = its epoch, then flush (live view)."""
         self.step = event.epoch
         for key, tag in SCALARS.items():
-            if key in event.metrics:
-                self.writer.add_scalar(tag, event.metrics[key], event.epoch)
+            if key in event.metrics and not (key.startswith("train_eval") and math.isnan(event.metrics[key])):
+                self.writer.add_scalar(tag, event.metrics[key], event.epoch)  # (train_eval NaN: not measured)
         for name, norm in event.grad_norms.items():
             self.writer.add_scalar(f"grad_norm/{name}", norm, event.epoch)
         self.writer.flush()
