@@ -18,7 +18,7 @@ def _load(name: str, **kw: object) -> sources.RawData:
 
 
 def test_registry_names() -> None:
-    assert dataset_names() == ["csv", "digits", "fashion-mnist", "mnist", "mnist1d", "npz"]
+    assert dataset_names() == ["csv", "digits", "fashion-mnist", "images", "mnist", "mnist1d", "npz"]
     with pytest.raises(ConfigError, match=r"data.name='mnsit' is not known.*did you mean 'mnist'"):
         from_dict({"data": {"name": "mnsit"}})
 

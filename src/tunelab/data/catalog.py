@@ -53,6 +53,11 @@ INFO: dict[str, dict[str, Any]] = {
         sizes=None, input_shape=None, num_classes=None, is_image=None, flippable=False,
         source="your .npz file (data.path) with arrays x, y and optionally x_test, y_test",
         license="yours"),
+    "images": dict(
+        sizes=None, input_shape=None, num_classes=None, is_image=True, flippable=False,
+        source="your folder (data.path) of train/<class>/ image files (optional test/<class>/), "
+               "or <class>/ folders; resized to data.image_size, gray or RGB per data.color",
+        license="yours"),
 }
 
 

@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from tunelab.config import DataConfig
+from tunelab.data.imagefolder import IMAGE_SUFFIXES, decode_image, image_classes
 from tunelab.data.tabular import _numeric, _read_csv  # the csv source's own reader and its errors
 from tunelab.errors import DataError
 
@@ -34,7 +35,6 @@ CLASS_NAMES: dict[str, list[str]] = {
     "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                       "Sneaker", "Bag", "Ankle boot"],
 }
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclass
@@ -86,7 +86,8 @@ def label_codes(values: Sequence[Any], names: Sequence[str], where: str) -> np.n
 
 def source_labels(cfg: DataConfig) -> tuple[Optional[list[str]], Optional[list[str]]]:
     """(class names, feature names) of a source: the built-in sets' names, a csv file's label
-    values and feature columns, a npz file's label values; None where a source has none."""
+    values and feature columns, a npz file's label values, an image folder's class folders; None
+    where a source has none."""
     if cfg.name == "csv" and cfg.path:
         header, body = _read_csv(Path(cfg.path).expanduser())
         if cfg.target not in header:  # the csv source says so, with the columns
@@ -97,6 +98,8 @@ def source_labels(cfg: DataConfig) -> tuple[Optional[list[str]], Optional[list[s
         with np.load(Path(cfg.path).expanduser(), allow_pickle=False) as z:
             ys = [z[k] for k in ("y", "y_test") if k in z.files]
         return _values_as_names(np.concatenate(ys)), None
+    if cfg.name == "images" and cfg.path:
+        return image_classes(cfg.path), None
     return CLASS_NAMES.get(cfg.name), None
 
 
@@ -178,28 +181,12 @@ def read_npz_inputs(path: str | Path, shape: tuple[int, ...], key: str = "x") ->
 def read_images(paths: Sequence[str | Path], shape: tuple[int, ...], pixel_max: float,
                 invert: bool = False) -> Inputs:
     """Image files as raw inputs of ``shape`` (C, H, W): gray (C=1) or RGB (C=3), resized to H x W
-    (the aspect ratio is not kept), pixel values 0..255 mapped to the source's 0..``pixel_max``.
+    (the aspect ratio is not kept) by ``imagefolder.decode_image`` as the images source resizes,
+    pixel values 0..255 mapped to the source's 0..``pixel_max``.
     ``invert``: dark strokes on a light background become light on dark, as MNIST draws them."""
-    import torch
-    import torch.nn.functional as F
-    from PIL import Image, UnidentifiedImageError  # Pillow: a dependency of matplotlib
-
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise DataError(f"image files need a model of 1- or 3-channel images; the model takes {shape}")
-    out = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                a = np.asarray(im.convert("L" if shape[0] == 1 else "RGB"), dtype=np.float32)
-        except (OSError, UnidentifiedImageError) as e:
-            raise DataError(f"image {str(p)!r} cannot be read ({type(e).__name__}: {e})") from None
-        t = torch.from_numpy(a.reshape(*a.shape[:2], -1)).permute(2, 0, 1)[None]  # (1, C, h, w)
-        if t.shape[2:] != shape[1:]:
-            smaller = t.shape[2] >= shape[1] and t.shape[3] >= shape[2]
-            # area averages the pixels each target pixel covers (no aliasing when shrinking)
-            t = F.interpolate(t, size=tuple(shape[1:]), mode="area" if smaller else "bilinear",
-                              align_corners=None if smaller else False)
-        out.append(t[0].numpy())
+    out = [decode_image(p, shape[0], shape[1:]) for p in paths]  # the images source's own decoder
     x = np.stack(out).astype(np.float32)  # (N, C, H, W), 0..255
     if invert:
         x = 255.0 - x

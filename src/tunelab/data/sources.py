@@ -157,3 +157,20 @@ def load_npz(cfg: DataConfig) -> RawData:
     pixel_max = (255.0 if x.dtype == np.uint8 else float(max(x.max(), 1e-12))) if is_image else None
     x, x_te = (None if a is None else a.astype(np.float32) for a in (x, x_te))
     return RawData(x, y, x_te, y_te, num_classes=k, is_image=is_image, pixel_max=pixel_max)
+
+
+@DATASETS.register("images")
+def load_images(cfg: DataConfig) -> RawData:
+    """Your folder of images (data.path): train/<class>/ (optional test/<class>/) or <class>/ folders.
+
+    Decoded once by ``imagefolder.load_image_folder`` to uint8 (N, C, image_size, image_size),
+    gray or RGB per data.color, and cached beside the images. augment.hflip is refused: nothing
+    says whether a mirror image keeps your classes.
+    """
+    from tunelab.data.imagefolder import load_image_folder
+
+    if cfg.path is None:
+        raise ConfigError("data.path is required for data.name='images'; give the folder to read")
+    d = load_image_folder(cfg.path, cfg.image_size, cfg.color)
+    return RawData(d.x_train, d.y_train, d.x_test, d.y_test, num_classes=len(d.classes),
+                   is_image=True, flippable=False, pixel_max=255.0)
