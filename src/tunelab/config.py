@@ -157,8 +157,8 @@ LOGGERS = ["tensorboard"]
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    epochs: int = opt(20, "training epochs (with training.steps: the number of evaluation periods, "
-                          "ceil(steps / eval_every), set for you)", lo=1)
+    epochs: Optional[int] = opt(None, "training epochs (null: 20; with training.steps leave it out: the run has "
+                                    "ceil(steps / eval_every) evaluation periods, its 'epochs')", lo=1)
     steps: Optional[int] = opt(None, "train this many optimizer steps instead of whole epochs", lo=1)
     eval_every: Optional[int] = opt(None, "with training.steps: evaluate every N steps (null: 100)", lo=1)
     train_eval_size: Optional[int] = opt(None, "examples of the training set measured in evaluation mode "
@@ -418,14 +418,17 @@ def _check_no_validation(cfg: RunConfig) -> None:
                           f"holds none; allowed: a train_* monitor, or data.val_fraction > 0")
 
 
-def _resolve_steps(cfg: RunConfig, epochs_given: bool) -> RunConfig:
-    """training.steps: the run is ceil(steps / eval_every) evaluation periods ("epochs")."""
+def _resolve_steps(cfg: RunConfig) -> RunConfig:
+    """training.steps: the run is ceil(steps / eval_every) evaluation periods ("epochs"); a saved
+    config leaves epochs out (``to_dict``), so giving both is a conflict."""
     t = cfg.training
     if t.steps is None:
         if t.eval_every is not None:
             raise ConfigError(f"training.eval_every={t.eval_every} is used only with training.steps; "
                               f"set training.steps, or remove training.eval_every")
-        return cfg
+        return cfg if t.epochs is not None else dataclasses.replace(
+            cfg, training=dataclasses.replace(t, epochs=20))
+    epochs_given = t.epochs is not None
     every = t.eval_every if t.eval_every is not None else min(100, t.steps)
     if every > t.steps:
         raise ConfigError(f"training.eval_every={every} is more than training.steps={t.steps}; "
@@ -496,8 +499,7 @@ def from_dict(raw: dict | None, overrides: Sequence[str] = ()) -> RunConfig:
         _apply_override(raw, path, value)
     cfg = _build(RunConfig, raw, "")
     _check_defaults(cfg)
-    training = raw.get("training")
-    cfg = _resolve_steps(cfg, isinstance(training, dict) and training.get("epochs") is not None)
+    cfg = _resolve_steps(cfg)
     _cross_check(cfg)
     resolved = _resolve(cfg)
     _check_resolved(resolved, lr_given=cfg.optimizer.lr is not None)
@@ -588,8 +590,12 @@ def read_yaml(path: Path, what: str, mapping: bool = True) -> Any:
 
 
 def to_dict(cfg: Any) -> dict:
-    """Plain nested dict of a config (lists stay lists), for YAML and JSON."""
-    return dataclasses.asdict(cfg)
+    """Plain nested dict of a config (lists stay lists), for YAML and JSON. A run of
+    ``training.steps`` leaves ``epochs`` out (null): it follows from steps and eval_every."""
+    out = dataclasses.asdict(cfg)
+    if isinstance(cfg, RunConfig) and cfg.training.steps is not None:
+        out["training"]["epochs"] = None
+    return out
 
 
 def dump_config(cfg: RunConfig, path: str | Path) -> None:

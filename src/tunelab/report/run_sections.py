@@ -87,7 +87,12 @@ def _summary(run: RunData) -> str:
     r, st = run.result or {}, run.status
     status = r.get("status") or st.get("status") or "not started"
     epochs = r.get("epochs_run", len(run.history))
-    parts = [f"Status {status} after {epochs} of {run.config['training']['epochs']} epochs."]
+    t = run.config["training"]
+    if t.get("steps"):  # a budget of steps: its epochs are evaluation periods of eval_every steps
+        parts = [f"Status {status} after {epochs} evaluations of every {t.get('eval_every')} steps "
+                 f"(budget {t['steps']} steps)."]
+    else:
+        parts = [f"Status {status} after {epochs} of {t.get('epochs') or 20} epochs."]
     if r.get("best_val_accuracy") is not None:
         parts.append(f"Best validation accuracy {format_value(r['best_val_accuracy'])} at epoch "
                      f"{r.get('best_epoch')}; test accuracy {format_value(r.get('test_accuracy'))}.")

@@ -245,7 +245,7 @@ class StudyDriver:
                 trial.set_user_attr(key, value)
             log_dir = self.log_dir(trial, config)
             if self.fn is None:
-                self.last_epoch[trial.number] = int(config.get("training", {}).get("epochs", 0) or 0)
+                self.last_epoch[trial.number] = _epochs_of(config)
             self.live[trial.number], self.t0[trial.number] = trial, time.perf_counter()
             self._notify("running")
             yield TrialSpec(trial.number, config, self.space.objective_metric, self.fn, seed, log_dir=log_dir,
@@ -384,3 +384,10 @@ class StudyDriver:
         if self.requeue_params:
             self.study.enqueue_trial(trial.params, user_attrs={"retry_of": number}, skip_if_exists=False)
         self.progress.interrupted.append(number)
+
+
+def _epochs_of(config: dict) -> int:
+    """The epochs (evaluation periods, with training.steps) a trial's valid config runs."""
+    from tunelab.config import from_dict
+
+    return from_dict(config).training.epochs

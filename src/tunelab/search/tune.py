@@ -96,6 +96,10 @@ def _max_epochs(space: SearchSpace) -> int:
         return int(max(dist.choices))
     if dist is not None and dist.high is not None:
         return int(dist.high)
+    if space.validate_config:  # resolved: null is 20, training.steps gives its periods
+        from tunelab.config import from_dict as config_from_dict
+
+        return config_from_dict(space.base).training.epochs
     training = space.base.get("training")
     epochs = training.get("epochs") if isinstance(training, dict) else None
     if epochs is None and not space.validate_config:  # a user objective's own `epochs` key
