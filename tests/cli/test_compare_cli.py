@@ -74,9 +74,12 @@ def test_arms_share_initial_weights_where_shapes_allow():
     (["--vary", "model.dropout=0,0.5", "--target", "5"], "error: --target=5.0 is out of range; allowed: (0, 1]"),
     (["--vary", "model.dropout=0,0.5", "--target", "0"], "error: --target=0.0 is out of range; allowed: (0, 1]"),
     (["--vary", "model.dropout=0,0.5", "--target", "-0.5"], "--target=-0.5 is out of range"),
+    # digits has 10 classes: reaching 0.1 is chance, not learning
+    (["--vary", "model.dropout=0,0.5", "--target", "0.1"],
+     "error: --target=0.1 is at or below chance (0.1 with 10 classes); allowed: (0.1, 1]"),
     (["WORKDIR", "--vary", "model.dropout=0,0.5"], "is a directory; give a YAML file"),
     (["--vary", "model.dropout=0,0.5", "--set", "data.path=t.csv"],
-     "error: data.path='t.csv' is only used with data.name csv or npz; got data.name='digits'"),
+     "error: data.path='t.csv' is only used with data.name csv, npz or images; got data.name='digits'"),
     (["--vary", "schedule.min_lr=0,0.5"], "error: schedule.min_lr=0.5 is above optimizer.lr=0.001; allowed: schedule.min_lr <= optimizer.lr"),
 ])
 def test_bad_compare_input_is_one_line(capsys, workdir, argv, message):

@@ -35,7 +35,7 @@ def _documented_var(family: str, weight: torch.Tensor) -> float:
 
 
 def test_registry_holds_exactly_the_documented_names():
-    assert INITS.names() == sorted(SCHEMES + ["normal", "zeros"])
+    assert INITS.names() == sorted(SCHEMES + ["normal", "torch_default", "zeros"])
 
 
 def test_fans_follow_torch_convention():

@@ -149,9 +149,10 @@ def test_instance_norm_on_mlp():
         build_model(_cfg(norm="instance"), (1, 8, 8), 3)
 
 
-def test_cnn_needs_image_input():
-    with pytest.raises(ConfigError, match=r"model\.name='cnn' needs image data .*\(40,\)"):
-        build_model(_cfg(name="cnn"), (40,), 3)
+def test_cnn_needs_vector_sequence_or_image_input():
+    # (D,), (C, L) and (C, H, W) build (tests/nn/test_models_lectures.py); 4-D data does not
+    with pytest.raises(ConfigError, match=r"model\.name='cnn' needs data of shape .*\(1, 2, 8, 8\)"):
+        build_model(_cfg(name="cnn"), (1, 2, 8, 8), 3)
 
 
 def test_unknown_model_names_the_key():

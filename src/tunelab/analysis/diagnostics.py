@@ -1,9 +1,11 @@
 """Network diagnostics: what the activations and gradients of each hidden layer look like.
 
 A *hidden layer* is an activation module (one of ``tunelab.nn.ACTIVATIONS``) together with
-the Linear/Conv2d that feeds it: the nearest one before it in module order. In tunelab's
-models that is one named block, ``fc{i}`` or ``conv{i}`` (Linear/Conv -> norm/act ->
-pool -> dropout). The *output layer* is the last Linear/Conv2d after the last activation.
+the Linear/Conv1d/Conv2d that feeds it: the nearest one before it in module order. In
+tunelab's models that is one named block, ``fc{i}`` or ``conv{i}`` (Linear/Conv -> norm/act
+-> pool -> dropout). The *output layer* is the last Linear/Conv after the last activation.
+In a residual block (``model.residual``) the measured output is the block's own activation,
+before the skip adds the block's input; conv maps may be (B, C, L) as well as (B, C, H, W).
 
 ``layer_stats`` runs one forward and one backward pass on a given batch and measures, per
 hidden layer (statistics over every unit and sample of the activation's output):
@@ -150,7 +152,7 @@ def _rows_identical(layer: nn.Module) -> bool:
 def activation_stats(pre: Tensor, out: Tensor, activation: str) -> dict[str, Any]:
     """Mean, std, histogram, saturated/dead fractions and symmetry of one layer's output.
 
-    ``pre`` and ``out`` are the activation's input and output, (B, F) or (B, C, H, W).
+    ``pre`` and ``out`` are the activation's input and output, (B, F), (B, C, L) or (B, C, H, W).
 
     Example:
         >>> s = activation_stats(torch.full((4, 3), -5.0), torch.zeros(4, 3), "relu")
@@ -364,6 +366,7 @@ def _context(cfg: RunConfig, data, epochs: int, batch: int, result) -> dict[str,
     m, o = cfg.model, cfg.optimizer
     summary = result.summary()
     return dict(data=cfg.data.name, model=m.name, hidden=list(m.hidden), channels=list(m.channels),
+                residual=m.residual,
                 activation=m.activation, init=m.init, init_std=m.init_std, norm=m.norm,
                 optimizer=o.name, lr=o.lr, seed=cfg.training.seed, split_seed=cfg.data.split_seed,
                 epochs=epochs, batch=batch, device=str(data.x_train.device),
@@ -428,8 +431,9 @@ def diagnose_weights(cfg: RunConfig, weights: dict[str, Tensor], *, batch: int =
         run.model.load_state_dict(weights)
     except RuntimeError as e:  # torch lists every mismatch over many lines; the first says enough
         first = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        convs = f"channels={list(cfg.model.channels)}, " if cfg.model.name == "cnn" else ""
         raise ConfigError(f"the weights do not fit the model that model.* builds ({cfg.model.name}, "
-                          f"hidden={list(cfg.model.hidden)}): {first}") from None
+                          f"{convs}hidden={list(cfg.model.hidden)}): {first}") from None
     xb, yb = _probe_batch(run.data, batch, cfg.training.seed)
     trained = layer_stats(run.model, xb, yb)
     return dict(batch=len(yb), trained=trained, warnings=warnings_for([], trained))

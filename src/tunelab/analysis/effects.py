@@ -3,7 +3,9 @@
 A run is a dict ``{factor: level, ..., "value": float}``; a cell (one combination of
 levels) may hold several seeds. Everything is computed from the cell means, so every cell
 weighs the same however many seeds it kept: an unbalanced design (a diverged seed dropped)
-does not mix one factor's effect into another's.
+does not mix one factor's effect into another's. A cell with no run at all (every seed
+diverged) is not averaged around: a main effect compares its levels only where the other
+factors' levels hold a cell for every one of them, and names the cells it left out.
 
 Example:
     >>> runs = [dict(bn=b, wd=w, value=0.90 + 0.04 * b + 0.01 * w) for b in (0, 1) for w in (0, 1)]
@@ -27,10 +29,17 @@ __all__ = ["MainEffect", "Interaction", "cell_means", "main_effects", "interacti
 
 @dataclass(frozen=True)
 class MainEffect:
-    """Marginal mean of each level (mean of its cell means) and effect = max - min of them."""
+    """Marginal mean of each level (mean of its cell means) and effect = max - min of them.
+
+    Balanced: only the combinations of the other factors' levels that hold a cell for every
+    level of this factor count; ``left_out`` are the cells (levels in ``factors`` order) that
+    were present but left out for that reason. ``effect`` is nan and ``means`` empty when no
+    combination is complete.
+    """
 
     means: dict[Hashable, float]
     effect: float
+    left_out: tuple[tuple, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,22 +91,30 @@ def cell_means(runs: Sequence[dict[str, Any]], factors: Sequence[str]) -> dict[t
 
 
 def main_effects(runs: Sequence[dict[str, Any]], factors: Sequence[str]) -> dict[str, MainEffect]:
-    """Per factor: the marginal mean of each level and the effect (max - min of them).
+    """Per factor: the marginal mean of each level and the effect (max - min of them), over
+    the combinations of the other factors present at every level of it (balanced).
 
     Example:
         >>> runs = [dict(a=a, b=b, value=a + 10 * b) for a in (0, 1, 2) for b in (0, 1)]
         >>> e = main_effects(runs, ["a", "b"])
         >>> e["a"].means, e["a"].effect, e["b"].effect
         ({0: 5.0, 1: 6.0, 2: 7.0}, 2.0, 10.0)
+        >>> e = main_effects([r for r in runs if (r["a"], r["b"]) != (2, 1)], ["a", "b"])
+        >>> e["a"].means, e["b"].means, e["b"].left_out
+        ({0: 0.0, 1: 1.0, 2: 2.0}, {0: 0.5, 1: 10.5}, ((2, 0),))
     """
     cells = cell_means(runs, factors)
     out = {}
     for i, factor in enumerate(factors):
-        by_level: dict[Hashable, list[float]] = defaultdict(list)
-        for cell, mean in cells.items():
-            by_level[cell[i]].append(mean)
-        means = {level: float(np.mean(by_level[level])) for level in _ordered(list(by_level))}
-        out[factor] = MainEffect(means, max(means.values()) - min(means.values()))
+        levels = _ordered(list({cell[i]: 0 for cell in cells}))
+        groups: dict[tuple, dict[Hashable, tuple]] = defaultdict(dict)  # other levels -> level -> cell
+        for cell in cells:
+            groups[cell[:i] + cell[i + 1:]][cell[i]] = cell
+        complete = [g for g in groups.values() if len(g) == len(levels)]
+        left_out = tuple(c for g in groups.values() if len(g) < len(levels) for c in g.values())
+        means = {level: float(np.mean([cells[g[level]] for g in complete])) for level in levels} if complete else {}
+        effect = max(means.values()) - min(means.values()) if means else math.nan
+        out[factor] = MainEffect(means, effect, left_out)
     return out
 
 

@@ -24,7 +24,8 @@ from tunelab.errors import ConfigError
 
 __all__ = ["Summary", "Paired", "Verdict", "TESTS", "summarize", "paired_comparison", "holm",
            "power_paired_t", "smallest_p", "wilcoxon_min_seeds", "seeds_needed", "verdict",
-           "compare_arms", "epochs_to_reach", "final_gap", "best_value"]
+           "compare_arms", "epochs_to_reach", "final_gap", "gap_source", "best_value", "learn_threshold",
+           "learned", "fisher_divergence"]
 
 TESTS = ("t", "wilcoxon")
 _ZERO_SD_RTOL = 1e-9  # sd of differences below this * max|difference| is rounding noise: zero
@@ -388,14 +389,78 @@ def epochs_to_reach(history: Sequence[dict], metric: str = "val_accuracy", *, ta
     return next((int(e["epoch"]) for e, v in zip(history, values) if sign * v >= sign * target), None)
 
 
+def gap_source(history: Sequence[dict]) -> str:
+    """The train column the final gap uses: ``train_eval_accuracy`` (the training set measured
+    in evaluation mode at the epoch end: dropout off, batch norm in inference mode) when the
+    last epoch has a finite one, else ``train_accuracy`` (a running average over the epoch
+    with dropout on: not a fair gap; older studies, or training.train_eval_size=0).
+
+    Example:
+        >>> gap_source([dict(train_accuracy=0.9, train_eval_accuracy=0.95, val_accuracy=0.9)])
+        'train_eval_accuracy'
+        >>> gap_source([dict(train_accuracy=0.9, train_eval_accuracy=float("nan"), val_accuracy=0.9)])
+        'train_accuracy'
+    """
+    if not history:
+        raise ConfigError("history is empty: no epoch was recorded")
+    v = history[-1].get("train_eval_accuracy")
+    return "train_eval_accuracy" if isinstance(v, (int, float)) and math.isfinite(v) else "train_accuracy"
+
+
 def final_gap(history: Sequence[dict]) -> float:
-    """train_accuracy - val_accuracy at the last epoch (positive: the model overfits).
+    """Train minus validation accuracy at the last epoch (positive: the model overfits); train
+    is ``train_eval_accuracy`` where measured, else ``train_accuracy`` (see gap_source).
 
     Example:
         >>> round(final_gap([dict(epoch=1, train_accuracy=0.99, val_accuracy=0.95)]), 4)
         0.04
+        >>> round(final_gap([dict(epoch=1, train_accuracy=0.90, train_eval_accuracy=0.99, val_accuracy=0.95)]), 4)
+        0.04
     """
-    return _column(history, "train_accuracy")[-1] - _column(history, "val_accuracy")[-1]
+    return _column(history, gap_source(history))[-1] - _column(history, "val_accuracy")[-1]
+
+
+def learn_threshold(chance: float) -> float:
+    """The best validation accuracy a run must exceed to count as having learned:
+    ``chance + max(0.05, 0.1 * (1 - chance))`` (chance = 1 / num_classes). With 10 classes
+    that is 0.19; with 2 classes 0.55.
+
+    Example:
+        >>> round(learn_threshold(0.1), 4), round(learn_threshold(0.5), 4)
+        (0.19, 0.55)
+    """
+    if not 0.0 < chance < 1.0:
+        raise ConfigError(f"chance={chance!r} must lie strictly between 0 and 1")
+    return chance + max(0.05, 0.1 * (1.0 - chance))
+
+
+def learned(best_val_accuracy: Optional[float], chance: Optional[float]) -> bool:
+    """Whether a best validation accuracy is more than a margin above chance (see
+    learn_threshold); an unknown chance (None) counts as learned, a missing or nan accuracy
+    as not learned. The one definition used for the gap verdicts and the automatic target.
+
+    Example:
+        >>> learned(0.11, 0.1), learned(0.93, 0.1), learned(0.93, None), learned(None, 0.1)
+        (False, True, True, False)
+    """
+    if best_val_accuracy is None or not math.isfinite(float(best_val_accuracy)):
+        return False
+    return chance is None or float(best_val_accuracy) > learn_threshold(chance)
+
+
+def fisher_divergence(arm_diverged: int, arm_runs: int, base_diverged: int, base_runs: int) -> float:
+    """Two-sided Fisher exact p of diverged vs not diverged, arm against baseline
+    (``scipy.stats.fisher_exact`` on [[arm diverged, arm not], [base diverged, base not]]).
+
+    Example:
+        >>> round(fisher_divergence(0, 5, 5, 5), 5)
+        0.00794
+    """
+    for name, d, n in (("arm", arm_diverged, arm_runs), ("baseline", base_diverged, base_runs)):
+        if not 0 <= d <= n:
+            raise ConfigError(f"{name} diverged={d} of runs={n}; allowed: 0 <= diverged <= runs")
+    table = [[arm_diverged, arm_runs - arm_diverged], [base_diverged, base_runs - base_diverged]]
+    return float(st.fisher_exact(table, alternative="two-sided").pvalue)
 
 
 def best_value(history: Sequence[dict], metric: str = "val_accuracy", mode: str = "max") -> float:

@@ -32,36 +32,53 @@ def verdict_table(analysis: dict, metric: str) -> Table:
     table = Table(title=f"{metric} vs baseline")
     for col in [c for c in rows[0] if not c.startswith("_")]:
         # text columns wrap; numbers never split across lines
-        table.add_column(col, **({"overflow": "fold"} if col in ("arm", "verdict") else {"no_wrap": True}))
+        table.add_column(col, **({"overflow": "fold"} if col in ("arm", "verdict", "note") else {"no_wrap": True}))
     for r in rows:
         style = {"better": "green", "worse": "red"}.get(r["_class"], None)
         table.add_row(*[str(v) for k, v in r.items() if not k.startswith("_")], style=style)
     return table
 
 
+def runs_table(analysis: dict) -> Table:
+    """Completed, diverged and failed runs per arm."""
+    table = Table(title="runs per arm")
+    for col in ("arm", "completed", "diverged", "failed"):
+        table.add_column(col, **({"overflow": "fold"} if col == "arm" else {"no_wrap": True}))
+    for arm in analysis["arms"]:
+        style = "red" if arm["completed"] < arm["runs"] else None
+        table.add_row(arm["name"], *(str(arm[k]) for k in ("completed", "diverged", "failed")), style=style)
+    return table
+
+
 def finish_compare(study, design: dict, *, metric: str, target: Optional[float], test: str,
                    out: Path, command: str, console: Console) -> Path:
-    """Analyze the stored runs and write compare.json, runs.csv and report.html into ``out``."""
+    """Analyze the stored runs and write compare.json, runs.csv and report.html into ``out``;
+    print the verdict table, the runs per arm, the divergence verdicts, each arm's verdict (or
+    why it has none) and the target of epochs_to_target."""
     from tunelab.analysis.compare import analyze, collect_runs, run_metrics
-    from tunelab.report.assemble import compare_sections
+    from tunelab.report.assemble import _target_text, _words, compare_sections
     from tunelab.report.html import build_report, write_report
     from tunelab.search.results import write_csv
 
     runs = collect_runs(study)
     analysis = analyze(design, runs, target=target, test=test)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [dict(arm=r["arm_name"], seed=r["seed"], status=r["status"], **run_metrics(r, analysis["target"]))
-            for r in runs]
+    chance = [a["chance"] for a in analysis["arms"]]
+    rows = [dict(arm=r["arm_name"], seed=r["seed"], status=r["status"],
+                 **run_metrics(r, analysis["target"], chance[r["arm"]])) for r in runs]
     write_csv(rows, out / "runs.csv")
     (out / "compare.json").write_text(json.dumps(analysis, default=_jsonable, indent=1))
     diagnostics = study.user_attrs.get("diagnostics")
     sections = compare_sections(design, analysis, metric=metric, diagnostics=diagnostics, command=command)
     title = f"compare {study.study_name.split(':', 1)[-1]}"
     path = write_report(out / "report.html", build_report(title, sections, subtitle=f"{len(runs)} runs"))
-    console.print(verdict_table(analysis, metric))
-    for c in analysis["metrics"][metric]["comparisons"]:
-        if c.get("verdict"):
-            console.print(f"{c['arm']}: {c['verdict'].text}", highlight=False)
+    if not analysis["metrics"][metric].get("skipped"):
+        console.print(verdict_table(analysis, metric))
+    console.print(runs_table(analysis))
+    for text in _words(analysis, metric) + analysis.get("effects", {}).get("empty_cells", []):
+        console.print(text, highlight=False)
+    if not analysis["metrics"][metric].get("skipped"):  # a skipped metric said why above
+        console.print(_target_text(analysis), highlight=False)
     console.print(f"report: {path}", highlight=False)
     return path
 
@@ -82,8 +99,9 @@ def compare_command(
     workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes."),
     metric: str = typer.Option("test_accuracy", "--metric", metavar="NAME", help="Metric of the verdicts: test_accuracy, "
                                "best_val_accuracy, epochs_to_target, final_gap or seconds."),
-    target: Optional[float] = typer.Option(None, "--target", metavar="ACCURACY", help="Validation accuracy for epochs_to_target "
-                                           "(default: 99% of the baseline's mean best)."),
+    target: Optional[float] = typer.Option(None, "--target", metavar="ACCURACY", help="Validation accuracy for epochs_to_target, "
+                                           "above chance (default: 99% of the baseline's mean best; none when "
+                                           "the baseline does not learn)."),
     test: str = typer.Option("t", "--test", metavar="t|wilcoxon", help="t (paired t-test) or wilcoxon (signed-rank)."),
     diagnostics: bool = typer.Option(True, "--diagnostics/--no-diagnostics", help="Record activations and "
                                      "gradients per arm (seed 0, after 1 epoch)."),
@@ -93,7 +111,7 @@ def compare_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="Output folder (default runs/compare-<name>)."),
 ) -> None:
     """Run every arm over the same seeds and say which changes help, by how much, and whether N seeds can tell."""
-    from tunelab.analysis.compare import METRICS
+    from tunelab.analysis.compare import METRICS, chance_level, check_target
     from tunelab.analysis.designs import arm_config, factorial as full, one_at_a_time, parse_vary
     from tunelab.api import as_config
     from tunelab.config import to_dict
@@ -104,11 +122,13 @@ def compare_command(
         raise ConfigError(f"--metric={metric!r} is not known; choose one of {sorted(METRICS)}")
     if test not in ("t", "wilcoxon"):
         raise ConfigError(f"--test={test!r} is not allowed; choose one of ['t', 'wilcoxon']")
-    if target is not None and not 0 < target <= 1:
-        raise ConfigError(f"--target={target!r} is out of range; allowed: (0, 1]")
+    if target is not None:
+        check_target(target, None)  # (0, 1]; chance once the base config is known
     if seeds < 2:
         raise ConfigError(f"--seeds={seeds} is out of range; a paired comparison needs at least 2")
     cfg = to_dict(as_config(base, set_))
+    if target is not None:
+        check_target(target, chance_level(cfg))  # reaching chance says nothing
     varies = [parse_vary(v) for v in vary]
     arms = (full if factorial else one_at_a_time)(cfg, varies)
     for arm in arms:  # every arm's config is valid before anything runs

@@ -23,6 +23,16 @@ def _num(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+def _model_words(m) -> str:
+    """'mlp [100, 100] residual' or 'cnn [25, 25] k5 s2 head [64]': the shape of the network."""
+    if m.name != "cnn":
+        return f"{m.name} {list(m.hidden)}" + (" residual" if m.residual else "")
+    words = f"cnn {list(m.channels)} k{m.kernel_size}"
+    words += f" s{m.stride}" if m.stride != 1 else ""
+    words += f" p{m.padding}" if m.padding is not None else ""
+    return words + f" head {list(m.hidden)}"
+
+
 def _table(phase: str, stats: list[dict], epochs: int) -> Table:
     title = PHASES[phase] + (f" ({epochs} epoch{'s' if epochs != 1 else ''})" if phase == "trained" else "")
     table = Table(title=title)
@@ -33,7 +43,6 @@ def _table(phase: str, stats: list[dict], epochs: int) -> Table:
         table.add_row(f"{s['layer']} {s['name']}", s["activation"], _num(s["mean"]), _num(s["std"]),
                       _pct(s["saturated_fraction"]), _pct(s["dead_fraction"]), _num(s["grad_norm"]))
     return table
-
 
 
 def _write(out: Path, report: dict) -> None:
@@ -76,8 +85,7 @@ def inspect_command(
         check_writable(out, "--out")  # before the work, not after it
     console = make_console()
     m = cfg.model
-    shape = m.hidden if m.name == "mlp" else m.channels
-    console.print(f"[bold]{cfg.data.name}[/] · {m.name} {shape} · {m.activation} · init {m.init}"
+    console.print(f"[bold]{cfg.data.name}[/] · {_model_words(m)} · {m.activation} · init {m.init}"
                   + (f" (std {m.init_std:g})" if m.init == "normal" else "") + f" · norm {m.norm} · "
                   f"{cfg.optimizer.name} lr={cfg.optimizer.lr:g} · seed {cfg.training.seed}")
     report = diagnose(cfg, epochs=epochs, batch=batch)

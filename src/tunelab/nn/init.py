@@ -1,14 +1,17 @@
 """Weight initialization schemes, by name: ``model.init`` resolves through ``INITS``.
 
-Each scheme is ``fn(weight, std) -> None`` and fills a Linear or Conv2d weight in place.
-``std`` is used only by ``normal``. Fans follow torch: for a weight of shape
+Each scheme is ``fn(weight, std) -> None`` and fills a Linear or Conv1d/2d/3d weight in
+place. ``std`` is used only by ``normal``. ``torch_default`` is the exception: it leaves
+every layer, biases included, as PyTorch constructed it (weight and bias uniform in
++-1/sqrt(fan_in), i.e. Var(w) = 1 / (3 fan_in)). Fans follow torch: for a weight of shape
 (out, in, *kernel), fan_in = in * prod(kernel) and fan_out = out * prod(kernel).
 
-| scheme  | Var(w)               | uniform bound       |
-|---------|----------------------|---------------------|
-| lecun   | 1 / fan_in           | sqrt(3 / fan_in)    |
-| xavier  | 2 / (fan_in+fan_out) | sqrt(3 * Var)       |
-| he      | 2 / fan_in           | sqrt(6 / fan_in)    |
+| scheme        | Var(w)               | uniform bound       |
+|---------------|----------------------|---------------------|
+| lecun         | 1 / fan_in           | sqrt(3 / fan_in)    |
+| xavier        | 2 / (fan_in+fan_out) | sqrt(3 * Var)       |
+| he            | 2 / fan_in           | sqrt(6 / fan_in)    |
+| torch_default | 1 / (3 fan_in)       | 1 / sqrt(fan_in)    |
 
 Example:
     >>> import torch
@@ -33,7 +36,10 @@ __all__ = ["INITS", "fans", "init_model"]
 INITS = Registry("model.init")
 
 # Layers whose affine parameters start at weight=1, bias=0 whatever the scheme.
-_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.LayerNorm)
+_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.GroupNorm,
+               nn.LayerNorm)
+# Layers whose weight a scheme fills.
+_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def fans(weight: Tensor) -> tuple[int, int]:
@@ -96,10 +102,27 @@ def zeros(weight: Tensor, std: float) -> None:
     nn.init.zeros_(weight)
 
 
-def init_model(model: nn.Module, name: str, std: float = 0.01) -> nn.Module:
-    """Initialize every Linear/Conv2d weight with scheme ``name`` in place; return ``model``.
+@INITS.register("torch_default")
+def torch_default(weight: Tensor, std: float) -> None:
+    """Keep what PyTorch's constructor drew: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 
-    Biases become zero; normalization layers get weight=1, bias=0.
+    ``init_model`` leaves the whole model alone for this scheme, biases included.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> layer = nn.Linear(4, 3)
+        >>> before = layer.weight.clone(), layer.bias.clone()
+        >>> _ = init_model(layer, "torch_default")
+        >>> torch.equal(layer.weight, before[0]), torch.equal(layer.bias, before[1])
+        (True, True)
+    """
+
+
+def init_model(model: nn.Module, name: str, std: float = 0.01) -> nn.Module:
+    """Initialize every Linear/Conv weight with scheme ``name`` in place; return ``model``.
+
+    Biases become zero; normalization layers get weight=1, bias=0. With ``torch_default``
+    nothing changes: every layer keeps the weights and biases its constructor drew.
 
     Example:
         >>> m = init_model(nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3)), "zeros")
@@ -107,9 +130,11 @@ def init_model(model: nn.Module, name: str, std: float = 0.01) -> nn.Module:
         (0.0, 3.0)
     """
     scheme = INITS.get(name)
+    if scheme is torch_default:
+        return model  # as constructed: weights, biases and norm affines alike
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
+            if isinstance(m, _WEIGHTED):
                 scheme(m.weight, std)
                 _zero_bias(m)
             elif isinstance(m, _NORM_TYPES) and getattr(m, "weight", None) is not None:

@@ -1,9 +1,11 @@
 """Model size and cost: parameter count and training FLOPs per sample.
 
-A Linear or Conv2d layer doing M multiply-adds per sample costs, in one training step,
+A Linear or Conv1d/2d/3d layer doing M multiply-adds per sample costs, in one training step,
 2M FLOPs forward, 2M for its weight gradient and 2M for its input gradient, the last only
 where autograd needs it: the first layer's input is the data, which takes no gradient.
-Biases, norms, activations and pooling are left out: they are small.
+Biases, norms, activations, pooling and residual additions are left out: they are small.
+A conv layer does (in_channels / groups) * prod(kernel) multiply-adds per output value,
+whatever its stride and padding: the output shape says how many values there are.
 
 For the 784-256-128-10 MLP: M = 784*256 + 256*128 + 128*10 = 234,752, of which the hidden
 and output layers do 34,048; 2 * (2 * 234,752 + 34,048) = 1,007,104 FLOPs per sample,
@@ -26,6 +28,8 @@ from torch import Tensor, nn
 
 __all__ = ["count_params", "forward_macs", "flops_per_sample"]
 
+_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # the layers counted
+
 
 def count_params(model: nn.Module) -> int:
     """Number of scalar parameters (weights, biases, norm scales and shifts).
@@ -38,7 +42,7 @@ def count_params(model: nn.Module) -> int:
 
 
 def _layer_macs(module: nn.Module, out: Tensor) -> int:
-    """Multiply-adds of one Linear/Conv2d call for one sample, from its output shape."""
+    """Multiply-adds of one Linear/Conv call for one sample, from its output shape."""
     if isinstance(module, nn.Linear):
         per_output = module.in_features
     else:
@@ -47,7 +51,7 @@ def _layer_macs(module: nn.Module, out: Tensor) -> int:
 
 
 def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[int, bool, bool]]:
-    """Run one sample through ``model``; per Linear/Conv2d call: (macs, needs dW, needs dX)."""
+    """Run one sample through ``model``; per Linear/Conv call: (macs, needs dW, needs dX)."""
     calls: list[tuple[int, bool, bool]] = []
 
     def hook(module: nn.Module, args: tuple, out: Tensor) -> None:
@@ -55,7 +59,7 @@ def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[int, bo
                       args[0].requires_grad))
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Linear, nn.Conv2d))]
+               if isinstance(m, _WEIGHTED)]
     modes = {m: m.training for m in model.modules()}
     param = next(model.parameters(), None)
     try:
@@ -71,13 +75,15 @@ def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[int, bo
 
 
 def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-adds of Linear/Conv2d layers in one forward pass of one sample.
+    """Multiply-adds of Linear/Conv layers in one forward pass of one sample.
 
     ``input_shape`` excludes the batch dimension.
 
     Example:
         >>> forward_macs(nn.Conv2d(1, 4, 3, padding=1), (1, 8, 8))  # 4*8*8 outputs x 9
         2304
+        >>> forward_macs(nn.Conv1d(2, 4, 5, stride=2, padding=2), (2, 40))  # 4*20 outputs x 2*5
+        800
     """
     return sum(macs for macs, _, _ in _trace(model, input_shape))
 

@@ -44,31 +44,43 @@ _CI_NOTE = ("Note: the 95% CIs of the differences are unadjusted (per comparison
 _CLIP_NOTE = "The 95% CIs of the arm means are clipped to the metric's range for display."
 
 
+def _runs_cell(arm: dict) -> str:
+    """'5/5', or '0/5 (5 diverged)': completed of all runs, then what became of the rest."""
+    lost = ", ".join(f"{arm[k]} {k}" for k in ("diverged", "failed") if arm.get(k))
+    return f"{arm['completed']}/{arm['runs']}" + (f" ({lost})" if lost else "")
+
+
 def _verdict_rows(analysis: dict, metric: str) -> list[dict[str, Any]]:
     """Table rows per arm. The 95% CI of an arm's mean is clipped for display to the metric's
     range (accuracies to 0-100 points; see analysis.compare.display_interval); the CI of the
-    difference against the baseline is per comparison: unadjusted, not clipped."""
+    difference against the baseline is per comparison: unadjusted, not clipped. Where a
+    comparison has no verdict the verdict column says why (divergence, did not learn, never
+    reached, not enough runs); a ``note`` column carries the arms' notes when there are any."""
     from tunelab.analysis.compare import METRICS, display_interval
 
     label, higher, scale, unit = METRICS[metric]
     m = analysis["metrics"][metric]
     comps = {c["arm"]: c for c in m["comparisons"]}
+    notes = m.get("notes") or [""] * len(analysis["arms"])
     rows = []
-    for arm, s in zip(analysis["arms"], m["summaries"]):
+    for arm, s, note in zip(analysis["arms"], m["summaries"], notes):
         c = comps.get(arm["name"], {})
         p, v = c.get("paired"), c.get("verdict")
         low, high = display_interval(metric, s.ci_low, s.ci_high) if s else (None, None)
+        why = "not computed" if m.get("skipped") else c.get("note") or "not enough runs"
         rows.append({
-            "arm": arm["name"], "runs": f"{arm['runs'] - arm['failed']}/{arm['runs']}",
+            "arm": arm["name"], "completed runs": _runs_cell(arm),
             f"mean ({unit})": _f(s.mean if s else None, scale), "sd": _f(s.sd if s else None, scale),
             "95% CI": f"{_f(low, scale)} to {_f(high, scale)}" if s else "-",
             "diff vs baseline (95% CI, unadjusted)": (f"{_f(p.mean_diff, scale, 2)} ({_f(p.ci_low, scale)} to {_f(p.ci_high, scale)})"
                                           if p else ("baseline" if arm["baseline"] else "-")),
             "p (Holm)": format_p(c.get("p_adjusted")) if p else "-",
             "d_z": _f(p.effect_size if p else None),
-            "verdict": v.label if v else ("baseline" if arm["baseline"] else "not enough runs"),
+            "verdict": v.label if v else ("baseline" if arm["baseline"] else why),
             "_class": (v.label.split()[0] if v else ("baseline" if arm["baseline"] else "")),
         })
+        if any(notes):
+            rows[-1]["note"] = note or ""
     return rows
 
 
@@ -133,6 +145,62 @@ def plot_arm_histograms(per_arm: dict[str, Sequence[dict]]) -> Any:
     return fig
 
 
+def _words(analysis: dict, metric: str) -> list[str]:
+    """Divergence verdicts, then each arm's verdict on ``metric`` or why it has none, with the
+    arm's note (never reached, fallback gap, ...)."""
+    from tunelab.analysis.compare import METRICS
+
+    m = analysis["metrics"][metric]
+    notes = dict(zip((a["name"] for a in analysis["arms"]), m.get("notes") or []))
+    texts = [d["text"] for d in analysis.get("divergence", [])]
+    if m.get("skipped"):
+        return texts + [f"{METRICS[metric][0]}: not computed: {m['skipped']}."]
+    for c in m["comparisons"]:
+        text = c["verdict"].text if c.get("verdict") else c.get("note") or "not enough runs"
+        extra = notes.get(c["arm"])
+        texts.append(f"{c['arm']}: {text}" + (f" ({extra})" if extra and extra != text else ""))
+    base = next((a for a in analysis["arms"] if a["baseline"]), None)
+    if base is not None and notes.get(base["name"]):
+        who = base["name"] if base["name"] == "baseline" else f"{base['name']} (baseline)"
+        texts.append(f"{who}: {notes[base['name']]}")
+    return texts
+
+
+def _target_text(analysis: dict) -> str:
+    """The target of epochs_to_target and its rule, or why there is none."""
+    if analysis.get("target") is None:
+        return f"No target validation accuracy: {analysis.get('target_note') or 'none given'}."
+    rule = analysis.get("target_rule") or "given with --target"
+    return f"Target validation accuracy {analysis['target']:.4f}: {rule}."
+
+
+def _gap_text(analysis: dict) -> str:
+    """How the gap was measured, and the arms whose runs lacked the evaluation-mode numbers."""
+    from tunelab.analysis.compare import NOT_FAIR_GAP
+
+    fallback = [f"{a['name']} ({a['gap_from_train_accuracy']} of {a['learned']} runs)"
+                for a in analysis["arms"] if a.get("gap_from_train_accuracy")]
+    text = ("The gap is train minus validation accuracy at the last epoch, the train accuracy measured in "
+            "evaluation mode (dropout off, batch norm in inference mode). Runs that did not learn "
+            "(best validation accuracy within a margin of chance) get no gap and no gap verdict.")
+    if fallback:
+        text += (f" No evaluation-mode train accuracy was recorded for {', '.join(fallback)} (an older study, or "
+                 f"training.train_eval_size=0): their gap uses train_accuracy, a {NOT_FAIR_GAP}.")
+    return text
+
+
+def _curve_pairs(bands: dict[str, dict]) -> tuple[tuple[tuple[str, str], ...], str]:
+    """Train curves in evaluation mode when any arm of the panel has them (an arm without them,
+    e.g. one whose every seed diverged, then draws validation only), else the running averages."""
+    eval_mode = [a for a, b in bands.items() if "train_eval_loss" in b or "train_eval_accuracy" in b]
+    if eval_mode:
+        missing = [a for a in bands if a not in eval_mode]
+        return (("train_eval_loss", "val_loss"), ("train_eval_accuracy", "val_accuracy")), \
+            "train (evaluation mode, solid" + (f"; not recorded for {', '.join(missing)}" if missing else "") + ")"
+    return (("train_loss", "val_loss"), ("train_accuracy", "val_accuracy")), \
+        "train (running average over the epoch with dropout on, solid)"
+
+
 def compare_sections(design: dict, analysis: dict, *, metric: str = "test_accuracy",
                      diagnostics: Optional[dict[str, dict]] = None, command: str = "") -> list[Section]:
     from tunelab.analysis.compare import BOUNDS, METRICS
@@ -145,15 +213,25 @@ def compare_sections(design: dict, analysis: dict, *, metric: str = "test_accura
                         f"Varied: {', '.join(varied)}. Design: {'full factorial' if design.get('factorial') else 'one at a time around the base config'}; "
                         f"{len(arms)} arms x {len(seeds)} seeds (paired: seed s of every arm shares the data order and, "
                         f"where shapes allow, the initial weights). Test: {'paired t-test' if analysis['test'] == 't' else 'Wilcoxon signed-rank'}, "
-                        f"Holm-corrected across arms at alpha={analysis['alpha']}.")]
-    sections.append(Section(f"Verdicts on {label}", "table", _verdict_rows(analysis, metric)))
-    texts = [f"{c['arm']}: {c['verdict'].text}" for c in analysis["metrics"][metric]["comparisons"] if c.get("verdict")]
-    if texts:
+                        f"Holm-corrected across arms at alpha={analysis['alpha']}; divergence: Fisher's exact test "
+                        f"per arm, Holm-corrected across the arms with a divergence.")]
+    if analysis["metrics"][metric].get("skipped"):
+        sections.append(Section(f"Verdicts on {label}", "text", f"Not computed: {analysis['metrics'][metric]['skipped']}."))
+    else:
+        sections.append(Section(f"Verdicts on {label}", "table", _verdict_rows(analysis, metric)))
+    texts = _words(analysis, metric)
+    if any(c.get("verdict") for c in analysis["metrics"][metric]["comparisons"]):
         texts.append(_CI_NOTE + (" " + _CLIP_NOTE if metric in BOUNDS else ""))
+    if metric == "epochs_to_target" and not analysis["metrics"][metric].get("skipped"):
+        texts.append(_target_text(analysis))
+    if metric == "final_gap":
+        texts.append(_gap_text(analysis))
     sections.append(Section("In words", "text", "\n\n".join(texts) or "Not enough runs to compare."))
     clipped = " (clipped to the metric's range for display)" if metric in BOUNDS else ""
-    sections.append(Section(f"{label} per arm", "figure", plot_metric_intervals(_interval_rows(analysis, metric), label),
-                            caption=f"Mean {label} with its 95% confidence interval per arm{clipped}."))
+    intervals = _interval_rows(analysis, metric)
+    if intervals:
+        sections.append(Section(f"{label} per arm", "figure", plot_metric_intervals(intervals, label),
+                                caption=f"Mean {label} with its 95% confidence interval per arm{clipped}."))
     diffs = _diff_rows(analysis, metric)
     if diffs:
         sections.append(Section("Paired differences", "figure", plot_paired_differences(diffs, f"{label}: arm - baseline"),
@@ -161,11 +239,21 @@ def compare_sections(design: dict, analysis: dict, *, metric: str = "test_accura
                                         "(unadjusted: per comparison, not Holm-corrected)."))
     for factor, idx in _curve_groups(design, analysis):
         bands = {analysis["arms"][i]["name"]: analysis["arms"][i]["curves"] for i in idx}
-        sections.append(Section(f"Learning curves: {factor}", "figure", plot_learning_curves(bands, title=factor),
-                                caption="Mean over seeds (lines) with the min-max band; train solid, validation dashed."))
+        pairs, train = _curve_pairs(bands)
+        sections.append(Section(f"Learning curves: {factor}", "figure",
+                                plot_learning_curves(bands, metric_pairs=pairs, title=factor),
+                                caption=f"Mean over seeds (lines) with the min-max band; {train}, validation dashed."))
     for other in METRICS:
-        if other != metric:
-            sections.append(Section(f"{METRICS[other][0]}", "table", _verdict_rows(analysis, other)))
+        if other == metric:
+            continue
+        if other == "epochs_to_target":
+            sections.append(Section("Target", "text", _target_text(analysis)))
+        if analysis["metrics"][other].get("skipped"):
+            sections.append(Section(f"{METRICS[other][0]}", "text", f"Not computed: {analysis['metrics'][other]['skipped']}."))
+            continue
+        sections.append(Section(f"{METRICS[other][0]}", "table", _verdict_rows(analysis, other)))
+        if other == "final_gap":
+            sections.append(Section("About the gap", "text", _gap_text(analysis)))
     if "effects" in analysis:
         sections += _effect_sections(analysis["effects"])
     if diagnostics:
@@ -174,7 +262,11 @@ def compare_sections(design: dict, analysis: dict, *, metric: str = "test_accura
                                 caption="Activation histograms after one epoch of training (seed 0): a row per arm, a column per hidden layer."))
         warn = [f"{name}: {w}" for name, d in diagnostics.items() for w in d.get("warnings", [])]
         sections.append(Section("Diagnostics", "text", "\n\n".join(warn) or "No saturation, dead units or vanishing gradients flagged."))
-    sections.append(Section("Arms", "table", [dict(arm=a["name"], overrides=json.dumps(a["overrides"])) for a in arms]))
+    counts = {a["name"]: a for a in analysis["arms"]}
+    sections.append(Section("Arms", "table", [dict(arm=a["name"], overrides=json.dumps(a["overrides"]),
+                                                   **{k: counts.get(a["name"], {}).get(k, "-")
+                                                      for k in ("completed", "diverged", "failed")})
+                                              for a in arms]))
     sections.append(Section("Base config", "code", yaml.safe_dump(design["base"], sort_keys=False)))
     sections.append(Section("Reproduce", "code", command or "(command not recorded)"))
     return sections
@@ -182,13 +274,24 @@ def compare_sections(design: dict, analysis: dict, *, metric: str = "test_accura
 
 def _effect_sections(effects: dict) -> list[Section]:
     main = [dict(factor=f, effect=_f(e["effect"], 100),
-                 **{f"mean at {lvl}": _f(v, 100) for lvl, v in e["means"].items()})
+                 **{f"mean at {lvl}": _f(v, 100) for lvl, v in e["means"].items()},
+                 **({"left out": e.get("note") or "-"} if any(x.get("note") for x in effects["main"].values()) else {}))
             for f, e in effects["main"].items()]
     inter = [dict(pair=k, strength=_f(v["strength"], 100), contrast=_f(v["contrast"], 100),
                   cells=", ".join(f"{c}: {_f(m, 100)}" for c, m in v["means"].items()))
              for k, v in effects["interactions"].items()]
-    return [Section("Main effects (test accuracy, points; effect = max - min of the level means)", "table", main),
-            Section("Two-way interactions (points; strength = residual sd after the additive fit)", "table", inter)]
+    out = []
+    if effects.get("empty_cells"):
+        out.append(Section("Cells without a value", "text",
+                           "\n\n".join(effects["empty_cells"]) + "\n\nEach main effect compares its levels only where the "
+                           "other factors' levels hold a value at every one of them (balanced); the cells left out "
+                           "are named beside it."))
+    if main:
+        out.append(Section("Main effects (test accuracy, points; effect = max - min of the level means, balanced)",
+                           "table", main))
+    if inter:
+        out.append(Section("Two-way interactions (points; strength = residual sd after the additive fit)", "table", inter))
+    return out
 
 
 def _yaml_value(value: Any) -> str:

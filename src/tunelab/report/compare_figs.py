@@ -38,7 +38,11 @@ def _nan(x: float | None) -> float:
 
 
 def _label(metric: str) -> str:
-    return metric.replace("val_", "validation ").replace("train_", "train ").replace("_", " ")
+    """'val_loss' -> 'validation loss', 'train_eval_accuracy' -> 'train (evaluation mode) accuracy'."""
+    for prefix, words in (("train_eval_", "train (evaluation mode) "), ("train_", "train "), ("val_", "validation ")):
+        if metric.startswith(prefix):
+            return words + metric[len(prefix):].replace("_", " ")
+    return metric.replace("_", " ")
 
 
 def _draw_band(ax, band: Band, color: str, style: str) -> None:
@@ -60,7 +64,8 @@ def plot_learning_curves(
 
     ``arms`` maps arm -> metric -> {"mean", "low", "high"} (lists per epoch, NaN allowed;
     an optional "epoch" list sets the x values). One subplot per metric pair; each arm
-    draws one line and one band per metric it has.
+    draws one line and one band per metric it has. A train key ``train_eval_*`` (the training
+    set measured in evaluation mode) is labelled so in the legend and title.
     """
     fig, axes = plt.subplots(1, len(metric_pairs), figsize=(5 * len(metric_pairs), 4),
                              squeeze=False, constrained_layout=True)
@@ -72,12 +77,13 @@ def plot_learning_curves(
                 if key in metrics:
                     _draw_band(ax, metrics[key], arm_color[arm], style)
         handles = [Line2D([], [], color=arm_color[a], label=a) for a in arms]
+        train = "train (evaluation mode)" if train_key.startswith("train_eval_") else "train"
         handles += [Line2D([], [], color="black", linestyle=s, label=lab)
-                    for s, lab in (("-", "train"), ("--", "validation"))]
+                    for s, lab in (("-", train), ("--", "validation"))]
         ax.legend(handles=handles, fontsize="small")
         ax.set_title(f"{_label(train_key)} / {_label(val_key)}")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(_label(val_key).replace("validation ", ""))
+        ax.set_ylabel(_label(val_key).replace("validation ", ""))  # loss / accuracy
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)

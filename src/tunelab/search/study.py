@@ -245,7 +245,7 @@ class StudyDriver:
                 trial.set_user_attr(key, value)
             log_dir = self.log_dir(trial, config)
             if self.fn is None:
-                self.last_epoch[trial.number] = _epochs_of(config)
+                self.last_epoch[trial.number] = _epochs_of(config, self.space.validate_config)
             self.live[trial.number], self.t0[trial.number] = trial, time.perf_counter()
             self._notify("running")
             yield TrialSpec(trial.number, config, self.space.objective_metric, self.fn, seed, log_dir=log_dir,
@@ -386,8 +386,11 @@ class StudyDriver:
         self.progress.interrupted.append(number)
 
 
-def _epochs_of(config: dict) -> int:
-    """The epochs (evaluation periods, with training.steps) a trial's valid config runs."""
+def _epochs_of(config: dict, validated: bool) -> int:
+    """The epochs (evaluation periods, with training.steps) a trial's config runs (a space that does
+    not validate its configs: the raw ``training.epochs``, 0 if none)."""
+    if not validated:
+        return int(config.get("training", {}).get("epochs", 0) or 0)
     from tunelab.config import from_dict
 
     return from_dict(config).training.epochs

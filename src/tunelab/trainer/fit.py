@@ -82,7 +82,8 @@ class RunResult:
     def summary(self) -> dict[str, Any]:
         """JSON-ready fields (NaN becomes None)."""
         keys = ["status", "test_accuracy", "test_loss", "val_accuracy", "val_loss",
-                "best_val_accuracy", "best_epoch", "restored_epoch", "epochs_run", "seconds", "message"]
+                "best_val_accuracy", "best_epoch", "restored_epoch", "epochs_run", "seconds", "message",
+                "num_classes"]
         out = {k: getattr(self, k) for k in keys}
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
