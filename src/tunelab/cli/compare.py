@@ -192,8 +192,9 @@ def run_line(p) -> str:
         "run 3/10 arm 'dropout=0.2' seed 1 complete val_accuracy=0.9700 test_accuracy=0.9651 12.3s"
     """
     o = p.last
-    head = f"run {p.finished}/{p.target} arm {o.params.get('arm')!r} seed {o.params.get('seed')} {o.state}"
-    parts = [head + (f" ({o.reason or 'unknown reason'})" if o.state == "failed" else "")]
+    from tunelab.cli.tune import state_words
+
+    parts = [f"run {p.finished}/{p.target} arm {o.params.get('arm')!r} seed {o.params.get('seed')} {state_words(o)}"]
     if o.value is not None:
         parts.append(f"val_accuracy={o.value:.4f}")
     parts += [f"{k}={v:.4f}" for k, v in o.extra.items() if isinstance(v, float)]

@@ -73,6 +73,20 @@ def _value(v: Any) -> str:
     return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
 
 
+def state_words(o) -> str:
+    """How a finished trial ended, in words: a divergence is an outcome, not an error.
+
+    Example:
+        >>> from tunelab.search.study import TrialOutcome
+        >>> state_words(TrialOutcome(3, "failed", None, {}, 1.0, 2, "diverged: loss became nan at epoch 2"))
+        'diverged (loss became nan at epoch 2)'
+    """
+    reason = o.reason or "unknown reason"
+    if o.state == "failed" and reason.startswith("diverged: "):
+        return f"diverged ({reason[len('diverged: '):]})"
+    return f"{o.state} ({reason})" if o.state == "failed" else o.state
+
+
 def trial_line(o, word: str = "trial") -> str:
     """One line for a finished trial (logs and pipes): number, state, value, params, seconds.
 
@@ -84,11 +98,9 @@ def trial_line(o, word: str = "trial") -> str:
         >>> trial_line(TrialOutcome(8, "pruned", 0.5, {"optimizer.lr": 0.9}, 2.0, 5))
         'trial 8 pruned at epoch 5 value=0.5000 lr=0.9 2.0s'
     """
-    head = f"{word} {o.number} {o.state}"
+    head = f"{word} {o.number} {state_words(o)}"
     if o.state == "pruned" and o.epoch:
         head += f" at epoch {o.epoch}"
-    if o.state == "failed":
-        head += f" ({o.reason or 'unknown reason'})"
     parts = [head]
     if o.value is not None:
         parts.append(f"value={o.value:.4f}")
