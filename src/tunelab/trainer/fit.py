@@ -36,11 +36,12 @@ from tunelab.data.bundle import DataBundle
 from tunelab.optim import LrSchedule, build_optimizer
 from tunelab.trainer.control import Control, apply_command
 from tunelab.trainer.live import LiveFolder
-from tunelab.trainer.policy import diverged_loss, early_stopping_on, epoch_end
+from tunelab.trainer.policy import diverged_loss, early_stopping_on, epoch_end, keep_best
 from tunelab.trainer.prepare import resolve_device
 from tunelab.trainer.state import FORMAT, RunState, rng_state, set_rng_state, state_from_dict, state_to_dict
 
-__all__ = ["fit", "evaluate", "RunResult", "EpochEvent", "resolve_device", "period_steps", "train_eval_subset"]
+__all__ = ["fit", "evaluate", "RunResult", "EpochEvent", "resolve_device", "period_steps", "epoch_steps",
+           "train_eval_subset", "finish_run"]
 
 Decision = Optional[Literal["continue", "stop"]]
 Status = Literal["completed", "early_stopped", "stopped", "diverged", "interrupted"]
@@ -245,12 +246,21 @@ def period_steps(cfg: RunConfig, n_train: int) -> int:
     return tc.eval_every if tc.steps is not None else math.ceil(n_train / tc.batch_size)
 
 
+def epoch_steps(cfg: RunConfig, epoch: int, period: int) -> int:
+    """Steps of epoch ``epoch`` (0-based) of ``period`` steps: a full period, or what is left of
+    training.steps.
+
+    Example:
+        >>> from tunelab.config import from_dict
+        >>> epoch_steps(from_dict({}, ["training.steps=250"]), 2, 100)
+        50
+    """
+    tc = cfg.training
+    return period if tc.steps is None else min(period, tc.steps - epoch * period)
+
+
 def _epoch_steps(live: _Live) -> int:
-    """Steps of the current epoch: a full period, or what is left of training.steps."""
-    tc = live.cfg.training
-    if tc.steps is None:
-        return live.steps
-    return min(live.steps, tc.steps - live.state.epoch * live.steps)
+    return epoch_steps(live.cfg, live.state.epoch, live.steps)
 
 
 def _train_epoch(live: _Live, on_batch) -> Optional[tuple[float, float]]:
@@ -393,10 +403,7 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
             event = EpochEvent(epoch + 1, tc.epochs, metrics, _grad_norms(model), live.lr(live.steps - 1) if finite else lr)
             answer = on_epoch(event) if on_epoch and finite else None
             live.state, action = epoch_end(live.state, metrics, cfg, answer)
-            # keep the monitor's best weights while early stopping is on, or may be switched
-            # back on (the user touched the switch): restored only if on at the end
-            switchable = tc.early_stopping.enabled or live.state.early_stopping is not None
-            if action.best and switchable and tc.early_stopping.restore_best:
+            if keep_best(live.state, cfg, action):
                 live.best_weights = copy.deepcopy(model.state_dict())
             # ---- the run folder: checkpoint first, then history and status (a signal between
             # the two then finds the checkpoint of the epoch the status names)
@@ -414,7 +421,7 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
     if status == "stopped" and trained is None and folder is not None:
         live.checkpoint()  # mid-epoch: resume continues at the next step
     best_weights = live.best_weights if early_stopping_on(live.state, cfg) else None  # switched off: none
-    result = _finish(cfg, data, model, list(live.state.history), live.state.early, best_weights,
+    result = finish_run(cfg, data, model, list(live.state.history), live.state.early, best_weights,
                      status, message, time.perf_counter() - start, test)
     result.events, result.num_classes = list(live.state.events), data.num_classes
     return result
@@ -425,8 +432,8 @@ def _best_val(history) -> Optional[float]:
     return max(finite) if finite else None
 
 
-def _finish(cfg, data, model, history, stop_state, best_weights, status, message, seconds,
-            test: bool = True) -> RunResult:
+def finish_run(cfg, data, model, history, stop_state, best_weights, status, message, seconds,
+               test: bool = True) -> RunResult:
     """Restore the best weights if asked, then read the test set once (``stop_state``:
     the EarlyStopState, whose best epoch the restored weights come from)."""
     restored = best_weights is not None

@@ -29,7 +29,7 @@ from tunelab.optim.schedules import plateau_applies, plateau_step
 from tunelab.trainer.callbacks import early_stop_step
 from tunelab.trainer.state import RunState
 
-__all__ = ["EpochAction", "epoch_end", "early_stopping_on", "diverged_loss"]
+__all__ = ["EpochAction", "epoch_end", "early_stopping_on", "diverged_loss", "keep_best"]
 
 StopStatus = Literal["diverged", "early_stopped", "stopped"]
 
@@ -47,6 +47,13 @@ class EpochAction:
 def early_stopping_on(state: RunState, cfg: RunConfig) -> bool:
     """The configured switch, unless the user turned it on or off during the run."""
     return cfg.training.early_stopping.enabled if state.early_stopping is None else state.early_stopping
+
+
+def keep_best(state: RunState, cfg: RunConfig, action: EpochAction) -> bool:
+    """Whether to keep this epoch's weights as the best: the monitor improved while early stopping
+    is on, or may be switched back on (the user touched the switch), and restores its best."""
+    switchable = cfg.training.early_stopping.enabled or state.early_stopping is not None
+    return action.best and switchable and cfg.training.early_stopping.restore_best
 
 
 def diverged_loss(metrics: dict[str, float]) -> Optional[float]:

@@ -1,0 +1,153 @@
+"""K models of one structure as one stacked computation.
+
+``StackedNet(models)`` takes K reference modules built by ``tunelab.nn.build_model`` with the same
+structure (an MLP: flatten, hidden blocks of Linear / norm / activation / dropout, residual or not,
+an output Linear) and holds their state stacked: every entry of the state dict becomes one tensor of
+shape (K, *shape). The forward pass walks the first model's layers and applies each to all K members
+at once: a Linear is one batched matmul (``baddbmm``), batch norm is one ``F.batch_norm`` over K x F
+features (per-member running statistics, right in evaluation mode), layer and group norm normalize
+per member and apply each member's affine, dropout draws each member's mask from that member's own
+generator with the op the reference uses (``bernoulli_(1 - p)``), so a member sees the masks it would
+see trained alone.
+
+Example:
+    >>> import torch
+    >>> from tunelab.config import ModelConfig
+    >>> from tunelab.nn import build_model
+    >>> models = [build_model(ModelConfig(hidden=[8]), (4,), 3) for _ in range(2)]
+    >>> net = StackedNet(models)
+    >>> net(torch.zeros(2, 5, 4)).shape  # (K, B, classes)
+    torch.Size([2, 5, 3])
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tunelab.nn.models import Residual
+
+__all__ = ["StackedNet", "supported", "UNSUPPORTED"]
+
+_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Identity)
+UNSUPPORTED = "the population trains MLPs (model.name: mlp); other models run one by one"
+
+
+def supported(model: nn.Module) -> bool:
+    """Whether ``model`` is made only of the layers StackedNet knows.
+
+    Example:
+        >>> from tunelab.config import ModelConfig
+        >>> from tunelab.nn import build_model
+        >>> supported(build_model(ModelConfig(hidden=[4]), (4,), 2)), supported(build_model(
+        ...     ModelConfig(name="cnn", channels=[2], hidden=[]), (1, 8, 8), 2))
+        (True, False)
+    """
+    ok = (nn.Sequential, nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.LayerNorm, nn.GroupNorm, nn.Dropout,
+          *_ELEMENTWISE)
+    return all(isinstance(m, ok) for m in model.modules())
+
+
+class StackedNet:
+    """K members of one structure; ``state[name]`` is (K, *shape) for every state-dict entry."""
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        self.template = models[0]
+        states = [m.state_dict() for m in models]
+        self.names = list(states[0])
+        self.state = {n: torch.stack([s[n].detach() for s in states]).clone() for n in self.names}
+        trainable = {n for n, _ in self.template.named_parameters()}
+        for n in self.names:
+            if n in trainable:
+                self.state[n].requires_grad_(True)
+        self.param_names = [n for n in self.names if n in trainable]
+        self.training = True
+        self.dropout_p: Optional[torch.Tensor] = None  # (K,) rates, set by the trainer
+        self.generators: list[torch.Generator] = []  # each member's dropout stream
+
+    @property
+    def k(self) -> int:
+        return next(iter(self.state.values())).shape[0]
+
+    def params(self) -> list[torch.Tensor]:
+        return [self.state[n] for n in self.param_names]
+
+    def member_state(self, i: int) -> dict[str, torch.Tensor]:
+        """Member i's state dict (copies), loadable into a reference module."""
+        return {n: self.state[n][i].detach().clone() for n in self.names}
+
+    def keep(self, index: torch.Tensor) -> None:
+        """Keep only the members at ``index`` (compaction: finished members stop costing compute)."""
+        for n in self.names:
+            t = self.state[n].detach()[index].clone()
+            self.state[n] = t.requires_grad_(True) if n in self.param_names else t
+        if self.dropout_p is not None:
+            self.dropout_p = self.dropout_p[index]
+        self.generators = [self.generators[i] for i in index.tolist()] if self.generators else []
+
+    # ------------------------------------------------------------------ forward
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(K, B, *input) -> (K, B, classes)."""
+        h = x
+        for name, module in self.template.named_children():
+            h = self._apply(name, module, h)
+        return h
+
+    def _apply(self, name: str, module: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        if isinstance(module, nn.Flatten):
+            return h.reshape(h.shape[0], h.shape[1], -1)  # (K, B, features)
+        if isinstance(module, nn.Sequential):
+            out = h
+            for sub_name, sub in module.named_children():
+                out = self._apply(f"{name}.{sub_name}", sub, out)
+            return h + out if isinstance(module, Residual) else out
+        s = self.state
+        if isinstance(module, nn.Linear):
+            w = s[f"{name}.weight"]  # (K, out, in)
+            b = s.get(f"{name}.bias")
+            if b is None:
+                return torch.bmm(h, w.transpose(1, 2))
+            return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))  # (K, B, out)
+        if isinstance(module, nn.BatchNorm1d):
+            return self._batch_norm(name, module, h)
+        if isinstance(module, nn.LayerNorm):
+            out = F.layer_norm(h, module.normalized_shape, eps=module.eps)
+            return self._affine(name, out) if module.elementwise_affine else out
+        if isinstance(module, nn.GroupNorm):
+            k, b, f = h.shape
+            out = F.group_norm(h.reshape(k * b, f), module.num_groups, eps=module.eps).view(k, b, f)
+            return self._affine(name, out) if module.affine else out
+        if isinstance(module, nn.Dropout):
+            return self._dropout(h)
+        if isinstance(module, _ELEMENTWISE):
+            return module(h)
+        raise TypeError(f"StackedNet cannot apply {type(module).__name__} ({UNSUPPORTED})")
+
+    def _affine(self, name: str, h: torch.Tensor) -> torch.Tensor:
+        return h * self.state[f"{name}.weight"].unsqueeze(1) + self.state[f"{name}.bias"].unsqueeze(1)
+
+    def _batch_norm(self, name: str, module: nn.BatchNorm1d, h: torch.Tensor) -> torch.Tensor:
+        """Batch norm of K members as one over K x F features: (K, B, F) -> (B, K*F) and back."""
+        k, b, f = h.shape
+        s = self.state
+        flat = h.transpose(0, 1).reshape(b, k * f)
+        mean, var = s[f"{name}.running_mean"].view(-1), s[f"{name}.running_var"].view(-1)
+        weight = s[f"{name}.weight"].reshape(-1) if module.affine else None
+        bias = s[f"{name}.bias"].reshape(-1) if module.affine else None
+        out = F.batch_norm(flat, mean, var, weight, bias, self.training, module.momentum, module.eps)
+        if self.training:
+            s[f"{name}.num_batches_tracked"] += 1
+        return out.view(b, k, f).transpose(0, 1)
+
+    def _dropout(self, h: torch.Tensor) -> torch.Tensor:
+        """Each member's mask from its own generator, as F.dropout draws it on the CPU."""
+        if not self.training:
+            return h
+        masks = []
+        for p, gen in zip(self.dropout_p.tolist(), self.generators):
+            m = torch.empty(h.shape[1:], dtype=h.dtype, device=h.device)
+            masks.append(m.bernoulli_(1 - p, generator=gen).div_(1 - p))
+        return h * torch.stack(masks)

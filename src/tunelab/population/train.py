@@ -1,0 +1,287 @@
+"""train_population(): K runs of one structure trained as one stacked computation.
+
+Every member is the run ``tunelab.trainer.fit`` would train alone, built on the same pieces: the
+initial weights of ``prepare`` (``new_model`` under its seed), its own data order (a generator
+seeded by its ``training.seed``, one permutation per pass), its own dropout and augmentation
+streams, its schedule (``LrSchedule``: every kind, plateau included, through the pure epoch-end
+policy), early stopping, divergence and the caller's answer (``epoch_end``), and the same end
+(``finish_run``: best weights restored, test set read once). Only the arithmetic is shared: one
+batched forward and backward for all members, one vectorized optimizer step. A member that stops
+(early stopping, divergence, the caller's "stop") is finished and removed from the stack at the
+epoch's end, so it stops costing compute; a NaN in one member never reaches another (separate
+parameters, per-feature batch norm, per-member losses).
+
+Members of one population share the data, the model structure (``bucket_key``), the optimizer
+kind and the batch size; ``group`` sorts configs into such buckets.
+
+Example:
+    >>> from tunelab.config import from_dict
+    >>> cfgs = [from_dict({"model": {"hidden": [16]}, "optimizer": {"lr": lr}}, ["training.epochs=2"])
+    ...         for lr in (1e-3, 1e-2)]
+    >>> [r.status for r in train_population(cfgs)]
+    ['completed', 'completed']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from tunelab.config import RunConfig, to_dict
+from tunelab.data.augment import augment_batch, check_augment
+from tunelab.optim import LrSchedule
+from tunelab.population.optim import StackedOptimizer
+from tunelab.population.stack import StackedNet, supported
+from tunelab.trainer.fit import EpochEvent, RunResult, epoch_steps, finish_run, period_steps, train_eval_subset
+from tunelab.trainer.policy import diverged_loss, early_stopping_on, epoch_end, keep_best
+from tunelab.trainer.state import RunState
+
+__all__ = ["train_population", "bucket_key", "group", "stackable"]
+
+OnEpoch = Callable[[int, EpochEvent], Optional[str]]  # (member index, event) -> "stop" or None
+
+
+def bucket_key(cfg: RunConfig) -> str:
+    """What members of one population must share: data, model structure (dropout on or off, not
+    its rate), optimizer kind, batch size, the step budget's period and the evaluation setup.
+
+    Example:
+        >>> from tunelab.config import from_dict
+        >>> a = from_dict({"optimizer": {"lr": 0.1}, "model": {"dropout": 0.2}})
+        >>> b = from_dict({"optimizer": {"lr": 0.01}, "model": {"dropout": 0.5}})
+        >>> bucket_key(a) == bucket_key(b), bucket_key(a) == bucket_key(from_dict({"training": {"batch_size": 64}}))
+        (True, False)
+    """
+    m, t = cfg.model, cfg.training
+    model = {k: v for k, v in to_dict(m).items() if k not in ("dropout", "init", "init_std")}
+    return json.dumps(dict(data=to_dict(cfg.data), model=model, dropout=m.dropout > 0, optimizer=cfg.optimizer.name,
+                           batch_size=t.batch_size, steps=t.steps, eval_every=t.eval_every,
+                           train_eval_size=t.train_eval_size, eval_batch_size=t.eval_batch_size, device=t.device),
+                      sort_keys=True)
+
+
+def group(cfgs: Sequence[RunConfig]) -> list[list[int]]:
+    """Indices of ``cfgs`` by bucket, in order of first appearance.
+
+    Example:
+        >>> from tunelab.config import from_dict
+        >>> group([from_dict({}), from_dict({"training": {"batch_size": 64}}), from_dict({"training": {"seed": 3}})])
+        [[0, 2], [1]]
+    """
+    buckets: dict[str, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        buckets.setdefault(bucket_key(cfg), []).append(i)
+    return list(buckets.values())
+
+
+def stackable(cfg: RunConfig) -> bool:
+    """Whether the population can train ``cfg`` (an MLP; other models run one by one).
+
+    Example:
+        >>> from tunelab.config import from_dict
+        >>> stackable(from_dict({})), stackable(from_dict({"model": {"name": "cnn"}}))
+        (True, False)
+    """
+    return cfg.model.name == "mlp"
+
+
+@dataclass
+class _Member:
+    """One run of the population: its config, reference module, scalar state and streams."""
+
+    index: int
+    cfg: RunConfig
+    model: torch.nn.Module
+    sched: LrSchedule
+    gen: torch.Generator  # data order
+    aug_gen: torch.Generator  # augmentation
+    drop_gen: torch.Generator  # dropout masks (the global stream of a run trained alone)
+    state: RunState = field(default_factory=RunState)
+    best_weights: Optional[dict] = None
+    seconds: float = 0.0
+
+    def lr(self, step: int) -> float:
+        return self.sched.lr(self.state.epoch, step, self.state.plateau.scale) * self.state.lr_mult
+
+
+def _hyper(members: Sequence[_Member], device) -> dict[str, torch.Tensor]:
+    def col(fn) -> torch.Tensor:
+        return torch.tensor([float(fn(m.cfg.optimizer)) for m in members], device=device, dtype=torch.float32)
+
+    return {"lr": col(lambda o: o.lr), "weight_decay": col(lambda o: o.weight_decay),
+            "momentum": col(lambda o: o.momentum), "beta1": col(lambda o: o.betas[0]),
+            "beta2": col(lambda o: o.betas[1]), "eps": col(lambda o: o.eps), "rho": col(lambda o: o.rho),
+            "alpha": col(lambda o: o.alpha)}
+
+
+@torch.inference_mode()
+def _evaluate(net: StackedNet, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[list, list]:
+    """Per member mean cross-entropy and accuracy on (x, y), shared by all members (nan: no data)."""
+    k = net.k
+    if len(y) == 0:
+        return [math.nan] * k, [math.nan] * k
+    net.training = False
+    loss = torch.zeros(k, device=x.device, dtype=torch.float64)
+    correct = torch.zeros(k, device=x.device, dtype=torch.int64)
+    for i in range(0, len(y), batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        logits = net(xb.unsqueeze(0).expand(k, *xb.shape))  # (K, B, C)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.repeat(k), reduction="none")
+        loss += ce.view(k, -1).sum(1).double()
+        correct += (logits.argmax(2) == yb).sum(1)
+    net.training = True
+    n = len(y)
+    return (loss / n).tolist(), (correct.double() / n).tolist()
+
+
+def _grad_norms(net: StackedNet) -> list[dict[str, float]]:
+    """Per member, per parameter gradient norms of the last step (read once per epoch)."""
+    names = [n for n in net.param_names if net.state[n].grad is not None]
+    if not names:
+        return [{} for _ in range(net.k)]
+    norms = torch.stack([net.state[n].grad.flatten(1).norm(dim=1) for n in names], 1).tolist()  # (K, P)
+    return [dict(zip(names, row)) for row in norms]
+
+
+def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
+                     on_epoch: Optional[OnEpoch] = None, test: bool = True,
+                     on_member_done: Optional[Callable[[int, RunResult], None]] = None) -> list[RunResult]:
+    """Train ``cfgs`` (one bucket: see ``bucket_key``) together; a RunResult per config, in order.
+
+    ``data`` is the DataBundle (None: loaded once for the first config, on its device);
+    ``on_epoch(i, event)`` sees member i's epoch ends and may answer "stop"; ``on_member_done(i,
+    result)`` is called as soon as member i finishes (before the others); ``test=False`` never
+    reads the test set.
+    """
+    from tunelab.trainer.prepare import load_run_data, new_model, set_threads
+
+    cfgs = list(cfgs)
+    keys = {bucket_key(c) for c in cfgs}
+    if len(keys) != 1:
+        raise ValueError("train_population needs configs of one bucket; sort them with group()")
+    if not all(stackable(c) for c in cfgs):
+        raise ValueError("train_population trains MLPs only (model.name: mlp)")
+    first = cfgs[0]
+    set_threads(first.training.threads)
+    if data is None:
+        data = load_run_data(first, cache=True)
+    device = data.x_train.device
+    n, bs = len(data.y_train), first.training.batch_size
+    period = period_steps(first, n)
+    spe = math.ceil(n / bs)  # steps per pass over the data
+    members = []
+    for i, cfg in enumerate(cfgs):
+        if data.is_image or cfg.augment.active:
+            check_augment(cfg.augment, data)
+        model = new_model(cfg, data.input_shape, data.num_classes).to(device)  # prepare's initial weights
+        if not supported(model):
+            raise ValueError(f"config {i}: the population cannot train this model")
+        seed = cfg.training.seed
+        members.append(_Member(
+            i, cfg, model, LrSchedule(cfg.schedule, cfg.optimizer.lr, cfg.training.epochs, period),
+            torch.Generator(device="cpu").manual_seed(seed), torch.Generator(device=device).manual_seed(seed + 1),
+            torch.Generator(device=device).manual_seed(seed)))
+    net = StackedNet([m.model for m in members])
+    net.dropout_p = torch.tensor([m.cfg.model.dropout for m in members])
+    net.generators = [m.drop_gen for m in members]
+    opt = StackedOptimizer(first.optimizer.name, net.params(), _hyper(members, device))
+    x_fit, y_fit = train_eval_subset(data, first)
+    results: dict[int, RunResult] = {}
+    perms: Optional[torch.Tensor] = None
+    perm_pass = -1
+
+    def finish(m: _Member, status: str, message: str) -> None:
+        k = members.index(m)
+        m.model.load_state_dict(net.member_state(k))
+        best = m.best_weights if early_stopping_on(m.state, m.cfg) else None
+        result = finish_run(m.cfg, data, m.model, list(m.state.history), m.state.early, best, status, message,
+                            m.seconds, test)
+        result.events, result.num_classes = list(m.state.events), data.num_classes
+        results[m.index] = result
+        if on_member_done is not None:
+            on_member_done(m.index, result)
+
+    def compact(done: list[_Member]) -> None:
+        nonlocal perms
+        keep = torch.tensor([k for k, m in enumerate(members) if m not in done], dtype=torch.long)
+        for m in done:
+            members.remove(m)
+        net.keep(keep.to(device))
+        opt.keep(keep.to(device), net.params())
+        if perms is not None:
+            perms = perms[keep.to(perms.device)]
+
+    try:
+        while members:
+            epoch, t0 = members[0].state.epoch, time.perf_counter()
+            steps = epoch_steps(first, epoch, period)
+            k = len(members)
+            loss_sum = torch.zeros(k, device=device)
+            correct = torch.zeros(k, device=device, dtype=torch.int64)
+            seen = 0
+            per_step = any(m.sched.per_step for m in members)
+            members_lr = [m.lr(0) for m in members]
+            for m, lr in zip(members, members_lr):
+                m.state = dataclasses.replace(m.state, epoch_lr=lr)
+            opt.hyper["lr"] = torch.tensor(members_lr, device=device, dtype=torch.float32)
+            augmenting = [i for i, m in enumerate(members) if m.cfg.augment.active]
+            for step in range(steps):
+                if per_step and step:
+                    opt.hyper["lr"] = torch.tensor([m.lr(step) for m in members], device=device, dtype=torch.float32)
+                g = epoch * period + step
+                data_pass, j = g // spe, g % spe
+                if data_pass != perm_pass:  # each member's own order for this pass
+                    perms = torch.stack([torch.randperm(n, generator=m.gen) for m in members]).to(device)  # (K, n)
+                    perm_pass = data_pass
+                idx = perms[:, j * bs:(j + 1) * bs]  # (K, B)
+                xb, yb = data.x_train[idx], data.y_train[idx]  # (K, B, ...), (K, B)
+                for i in augmenting:
+                    xb[i] = augment_batch(xb[i], members[i].cfg.augment, members[i].aug_gen)
+                logits = net(xb)  # (K, B, C)
+                b = yb.shape[1]
+                per = F.cross_entropy(logits.reshape(k * b, -1), yb.reshape(-1), reduction="none").view(k, b).mean(1)
+                opt.zero_grad()
+                per.sum().backward()
+                opt.step()
+                loss_sum += per.detach() * b
+                correct += (logits.detach().argmax(2) == yb).sum(1)
+                seen += b
+            # ---- the epoch's end: measure every member, then each member's own policy
+            train_loss, train_acc = (loss_sum / seen).tolist(), (correct.double() / seen).tolist()
+            fit_loss, fit_acc = _evaluate(net, x_fit, y_fit, first.training.eval_batch_size)
+            val_loss, val_acc = _evaluate(net, data.x_val, data.y_val, first.training.eval_batch_size)
+            norms = _grad_norms(net)
+            share = (time.perf_counter() - t0) / k  # each member's part of the shared epoch
+            done: list[tuple[_Member, str, str]] = []
+            for i, m in enumerate(members):
+                metrics = dict(epoch=epoch + 1, steps=epoch * period + steps, train_loss=train_loss[i],
+                               train_accuracy=train_acc[i], train_eval_loss=fit_loss[i],
+                               train_eval_accuracy=fit_acc[i], val_loss=val_loss[i], val_accuracy=val_acc[i],
+                               lr=m.state.epoch_lr, seconds=share)
+                finite = diverged_loss(metrics) is None
+                event = EpochEvent(epoch + 1, m.cfg.training.epochs, metrics, norms[i],
+                                   m.lr(period - 1) if finite else m.state.epoch_lr)
+                answer = on_epoch(m.index, event) if on_epoch is not None and finite else None
+                m.state, action = epoch_end(m.state, metrics, m.cfg, answer)
+                m.seconds += share
+                if keep_best(m.state, m.cfg, action):
+                    m.best_weights = net.member_state(i)
+                if action.stop:
+                    done.append((m, action.stop, action.message))
+                elif m.state.epoch >= m.cfg.training.epochs:
+                    done.append((m, "completed", ""))
+            for m, status, message in done:
+                finish(m, status, message)
+            if done:
+                compact([m for m, _, _ in done])
+    except KeyboardInterrupt:  # like fit(): the members end "interrupted" with their history so far
+        for m in list(members):
+            finish(m, "interrupted", f"interrupted after {len(m.state.history)} epochs")
+    return [results[i] for i in range(len(cfgs))]
