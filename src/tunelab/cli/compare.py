@@ -97,6 +97,11 @@ def compare_command(
     factorial: bool = typer.Option(False, "--factorial", help="Every combination instead of one at a time."),
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key of the base config."),
     workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes."),
+    executor: str = typer.Option("auto", "--executor", metavar="auto|inline|processes|population", help="How trials run: "
+                                 "auto (inline, or processes with --workers > 1), inline, processes, or population "
+                                 "(up to --population-size MLP trials trained together as one stacked computation)."),
+    population_size: Optional[int] = typer.Option(None, "--population-size", metavar="K", help="--executor population: "
+                                                  "trials trained together (default 32)."),
     metric: str = typer.Option("test_accuracy", "--metric", metavar="NAME", help="Metric of the verdicts: test_accuracy, "
                                "best_val_accuracy, epochs_to_target, final_gap or seconds."),
     target: Optional[float] = typer.Option(None, "--target", metavar="ACCURACY", help="Validation accuracy for epochs_to_target, "
@@ -151,7 +156,8 @@ def compare_command(
 
     from tunelab.cli.tune import cli_errors
 
-    kwargs = dict(name=name, storage=storage or DEFAULT_STORAGE, workers=workers,
+    kwargs = dict(name=name, storage=storage or DEFAULT_STORAGE, workers=workers, executor=executor,
+                  population_size=population_size,
                   meta=dict(factorial=factorial, command=command, metric=metric, test=test, target=target))
     try:
         with cli_errors(_FLAGS):

@@ -144,6 +144,11 @@ def tune_command(
                                                "trial before N epochs (default: 25% of the longest trial's "
                                                "epochs, at least 2)."),
     workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes (1: inline). Each gets cores/workers threads."),
+    executor: str = typer.Option("auto", "--executor", metavar="auto|inline|processes|population", help="How trials run: "
+                                 "auto (inline, or processes with --workers > 1), inline, processes, or population "
+                                 "(up to --population-size MLP trials trained together as one stacked computation)."),
+    population_size: Optional[int] = typer.Option(None, "--population-size", metavar="K", help="--executor population: "
+                                                  "trials trained together (default 32)."),
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key of the space's "
                                    "base config, e.g. --set training.threads=1 (repeatable; checked at once)."),
     storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help="SQLAlchemy URL (default sqlite:///tunelab.db; postgresql://... works)."),
@@ -189,7 +194,8 @@ def tune_command(
 
     kwargs = dict(sampler=sampler, trials=trials, pruner=pruner, workers=workers, trial_folders=trial_folders,
                   storage=where, study=study, seed=seed, stages=stages, round_size=round_size,
-                  overrides=list(set_), fresh=fresh, timeout=timeout, grace_epochs=grace_epochs)
+                  overrides=list(set_), fresh=fresh, timeout=timeout, grace_epochs=grace_epochs,
+                  executor=executor, population_size=population_size)
     try:
         with cli_errors():  # the library names its arguments; say the flags the user typed
             if live:

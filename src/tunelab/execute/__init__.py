@@ -1,35 +1,41 @@
 """Executors: run trial specs, stream their events, obey the driver's prune decisions.
 
 ``inline`` runs trials one by one in the driver's process; ``processes`` runs them in
-long-lived worker processes, one trial per worker at a time. Both pull specs lazily from an
-iterator and are interchangeable behind the ``Executor`` protocol.
+long-lived worker processes, one trial per worker at a time; ``population`` trains up to K MLP
+trials of one structure together as one stacked computation in the driver's process. All pull specs
+lazily from an iterator and are interchangeable behind the ``Executor`` protocol.
 
 Example:
     >>> sorted(EXECUTORS)
-    ['inline', 'processes']
+    ['inline', 'population', 'processes']
     >>> type(make_executor(1)).__name__
     'InlineExecutor'
+    >>> type(make_executor(1, "population", population_size=8)).__name__
+    'PopulationExecutor'
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
 from tunelab.errors import ConfigError
 from tunelab.execute.base import Decision, Event, Executor, TrialSpec
 from tunelab.execute.inline import InlineExecutor
+from tunelab.execute.population import DEFAULT_SIZE, PopulationExecutor
 from tunelab.execute.processes import ProcessExecutor
 from tunelab.execute.trial import Reporter, TrialPruned, execute_trial
 from tunelab.registry import Registry
 
 __all__ = [
     "TrialSpec", "Event", "Decision", "Executor", "execute_trial", "Reporter", "TrialPruned",
-    "InlineExecutor", "ProcessExecutor", "EXECUTORS", "make_executor",
+    "InlineExecutor", "ProcessExecutor", "PopulationExecutor", "EXECUTORS", "EXECUTOR_NAMES", "make_executor",
 ]
 
 EXECUTORS = Registry("--executor")
 
 
 @EXECUTORS.register("inline")
-def _inline(workers: int = 1) -> InlineExecutor:
+def _inline(workers: int = 1, population_size: Optional[int] = None) -> InlineExecutor:
     if workers != 1:
         raise ConfigError(f"--workers={workers!r} needs --executor processes; "
                           "--executor inline runs one trial at a time")
@@ -37,12 +43,25 @@ def _inline(workers: int = 1) -> InlineExecutor:
 
 
 @EXECUTORS.register("processes")
-def _processes(workers: int = 2) -> ProcessExecutor:
+def _processes(workers: int = 2, population_size: Optional[int] = None) -> ProcessExecutor:
     return ProcessExecutor(workers)
 
 
-def make_executor(workers: int) -> Executor:
-    """The default executor for ``workers`` parallel trials: inline for 1, processes for more.
+@EXECUTORS.register("population")
+def _population(workers: int = 1, population_size: Optional[int] = None) -> PopulationExecutor:
+    if workers != 1:
+        raise ConfigError(f"--workers={workers!r} is not used by --executor population; it trains its "
+                          f"population in one process on every free core: leave --workers at 1")
+    return PopulationExecutor(DEFAULT_SIZE if population_size is None else population_size)
+
+
+EXECUTOR_NAMES = ["auto", *EXECUTORS.names()]
+
+
+def make_executor(workers: int, executor: str = "auto", population_size: Optional[int] = None) -> Executor:
+    """The executor named ``executor`` for ``workers`` parallel trials; ``auto``: inline for 1
+    worker, processes for more (``population`` is chosen by name: see docs/benchmarks.md for
+    when it wins).
 
     Example:
         >>> type(make_executor(2)).__name__
@@ -50,4 +69,11 @@ def make_executor(workers: int) -> Executor:
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ConfigError(f"--workers={workers!r} is not allowed; use a whole number >= 1")
-    return EXECUTORS.get("inline" if workers == 1 else "processes")(workers=workers)
+    if executor not in EXECUTOR_NAMES:
+        raise ConfigError(f"--executor={executor!r} is not known; choose one of {EXECUTOR_NAMES}")
+    if population_size is not None and executor != "population":
+        raise ConfigError(f"--population-size={population_size!r} needs --executor population; "
+                          f"got --executor {executor}")
+    if executor == "auto":
+        executor = "inline" if workers == 1 else "processes"
+    return EXECUTORS.get(executor)(workers=workers, population_size=population_size)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from tunelab.errors import TunelabError
 from tunelab.execute.base import Event, TrialSpec, interrupted_write
 
-__all__ = ["execute_trial", "Reporter", "TrialPruned", "load_cached"]
+__all__ = ["execute_trial", "final_event", "Reporter", "TrialPruned", "load_cached"]
 
 Report = Callable[[int, float, dict], bool]
 
@@ -77,13 +77,19 @@ def _train(spec: TrialSpec, report: Report) -> Event:
             tb.close(result)
     if folder is not None:
         _finish_folder(folder, cfg, result, spec)
+    return final_event(spec, result, pruned["step"])
+
+
+def final_event(spec: TrialSpec, result, pruned_step: int = 0) -> Event:
+    """The final Event of a trained trial from its RunResult: pruned (``pruned_step``: the epoch
+    the driver's decision stopped it at; or stopped by the user), failed (diverged) or done."""
     metrics = {**result.summary(), "history": result.history}
-    if result.status == "stopped" and not pruned["step"]:  # stopped by the user (tunelab control)
+    if result.status == "stopped" and not pruned_step:  # stopped by the user (tunelab control)
         return Event(spec.number, "pruned", result.epochs_run, metrics=metrics)
     if result.status == "diverged":
         return Event(spec.number, "failed", result.epochs_run, metrics=metrics, error=f"diverged: {result.message}")
-    if pruned["step"]:
-        return Event(spec.number, "pruned", pruned["step"], metrics=metrics)
+    if pruned_step:
+        return Event(spec.number, "pruned", pruned_step, metrics=metrics)
     value = _final_value(spec.objective, result)
     return Event(spec.number, "done", result.epochs_run, value=value, metrics=metrics)
 

@@ -126,8 +126,10 @@ def load_design(study: optuna.Study) -> dict[str, Any]:
 
 def run_compare(base: dict, arms: list[Arm], seeds: list[int], *, name: str, storage: str,
                 workers: int = 1, meta: Optional[dict] = None,
-                on_progress: Optional[Callable[[Progress], None]] = None) -> optuna.Study:
-    """Run every (arm, seed) not yet in storage; return the compare's study."""
+                on_progress: Optional[Callable[[Progress], None]] = None, executor: str = "auto",
+                population_size: Optional[int] = None) -> optuna.Study:
+    """Run every (arm, seed) not yet in storage; return the compare's study (``executor`` and
+    ``population_size`` as for ``tune``)."""
     from tunelab.execute import make_executor
     from tunelab.trainer.tensorboard import require_tensorboard, wants_tensorboard
 
@@ -140,8 +142,8 @@ def run_compare(base: dict, arms: list[Arm], seeds: list[int], *, name: str, sto
     _save_design(study, base, arms, seeds, meta or {})
     recover_stale_compare(study)
     driver = CompareDriver(study, base, arms, seeds, on_progress)
-    with make_executor(workers) as executor:
-        driver.run(executor)
+    with make_executor(workers, executor, population_size) as runner:
+        driver.run(runner)
     return study
 
 

@@ -249,7 +249,8 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
          on_progress: Optional[Callable[[Progress], None]] = None,
          trial_folders: Optional[Union[str, Path]] = None, overrides: Sequence[str] = (),
          fresh: bool = False, timeout: Optional[float] = None,
-         grace_epochs: Optional[int] = None) -> TuneResult:
+         grace_epochs: Optional[int] = None, executor: str = "auto",
+         population_size: Optional[int] = None) -> TuneResult:
     """Search ``space`` with ``sampler`` for ``trials`` finished trials (see the CLI help).
 
     ``objective(config: dict, reporter) -> float`` tunes your own code: call
@@ -263,10 +264,13 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
     trial, at least 2). Trials whose config sets ``training.log: [tensorboard]`` write
     ``runs/tensorboard/<study>/trial-NNNN``. ``trial_folders`` (a folder) gives every trial a
     live run folder ``trial-NNNN`` in it, which ``tunelab control`` and ``tunelab runs`` reach.
+    ``executor``: auto (inline, or processes with ``workers`` > 1), inline, processes, or population
+    (up to ``population_size`` MLP trials trained together as one stacked computation).
     """
     from tunelab.execute import make_executor
 
     _check_args(trials, workers, sampler, round_size, timeout, grace_epochs)
+    make_executor(workers, executor, population_size)  # a bad name or size fails before any write
     sp = _with_overrides(load_space(space, custom=objective is not None), overrides)
     if objective is None and _wants_tensorboard(sp):
         from tunelab.trainer.tensorboard import require_tensorboard
@@ -303,8 +307,8 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
         driver = StudyDriver(st, stage_space, keys, base, target, objective, on_progress, run_root=runs_root,
                              timeout=left)
         driver.progress.grid, driver.progress.deleted = grid, deleted if i == 0 else 0
-        with make_executor(workers) as executor:
-            progress = driver.run(executor)
+        with make_executor(workers, executor, population_size) as runner:
+            progress = driver.run(runner)
         value, best_vals, config, number = _best(st, sp, keys)
         fixed = {**fixed, **best_vals}
         if stages and best_vals:

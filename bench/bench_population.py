@@ -1,0 +1,142 @@
+"""The population executor against one by one, measured in the same run.
+
+Three measurements (each printed as a markdown table with medians over --repeats, and appended as
+a JSON line to bench/results/bench_population.jsonl):
+
+1. study: the 64-trial study of digits MLPs in bench/spaces/population_digits.yaml (hidden
+   [64, 32], 20 epochs, lr log-uniform, optimizer sgd/momentum/adam, dropout 0..0.5), run end to
+   end with `tunelab tune` in a fresh process (imports, SQLite storage, sampler, report of the best)
+   with --executor inline, processes (--workers 2) and population.
+2. training: the same kind of bucket trained in this process, without storage: train_population
+   of K members against fit() of each member one by one (one thread), K = 8, 21 and 64.
+3. mnist: 16 MNIST MLPs (784-256-128-10, adam, dropout varied, 2 epochs) with the population
+   against the process executor (--workers 2), end to end (needs TUNELAB_DATA).
+
+    python bench/bench_population.py                 # all three (about 6 minutes on 2 cores)
+    python bench/bench_population.py --only training --repeats 3
+
+The `uptime` lines before and after say how busy the machine was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from _results import append_record  # noqa: E402  (bench/_results.py)
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def _tune(space: Path, executor: str, trials: int, extra: list[str]) -> float:
+    """Wall seconds of one `tunelab tune` in a fresh process and a fresh storage."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "tunelab", "tune", str(space), "--study", "bench", "--trials", str(trials),
+               "--storage", f"sqlite:///{tmp}/b.db", "--out", f"{tmp}/out", "--seed", "0", *extra]
+        if executor == "processes":
+            cmd += ["--executor", "processes", "--workers", "2"]
+        else:
+            cmd += ["--executor", executor]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)
+        return time.perf_counter() - t0
+
+
+def study(repeats: int) -> dict:
+    space = ROOT / "bench" / "spaces" / "population_digits.yaml"
+    times = {ex: [] for ex in ("inline", "processes", "population")}
+    for _ in range(repeats):  # interleaved, so a change in load hits every executor alike
+        for ex in times:
+            extra = ["--population-size", "64"] if ex == "population" else []
+            times[ex].append(_tune(space, ex, 64, extra))
+    med = {ex: statistics.median(v) for ex, v in times.items()}
+    print("\n| 64-trial digits study, end to end | median s | vs inline |\n|---|---|---|")
+    for ex, m in med.items():
+        print(f"| {ex}{' (2 workers)' if ex == 'processes' else ''} | {m:.1f} | {med['inline'] / m:.2f}x |")
+    return {"study": med, "study_all": times}
+
+
+def training(repeats: int) -> dict:
+    import numpy as np
+    import torch
+
+    from tunelab.config import from_dict
+    from tunelab.population import train_population
+    from tunelab.trainer.fit import fit
+    from tunelab.trainer.prepare import prepare
+
+    torch.set_num_threads(1)
+    out = {}
+    print("\n| bucket of K digits MLPs ([64, 32], adam, dropout, 20 epochs), 1 thread | population s | "
+          "one by one s | speed-up |\n|---|---|---|---|")
+    for k in (8, 21, 64):
+        rng = np.random.default_rng(k)
+        cfgs = [from_dict({"data": {"name": "digits"}, "model": {"hidden": [64, 32], "dropout": float(rng.uniform(0, .5))},
+                           "optimizer": {"name": "adam", "lr": float(10 ** rng.uniform(-4, -1))},
+                           "training": {"epochs": 20, "batch_size": 64, "threads": 1, "seed": i}}) for i in range(k)]
+        train_population(cfgs[:2], test=False)  # warm: data cache, kernels
+        pop, one = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            train_population(cfgs, test=False)
+            pop.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for c in cfgs:
+                run = prepare(c, cache=True)
+                fit(c, run.data, run.model, test=False)
+            one.append(time.perf_counter() - t0)
+        p, o = statistics.median(pop), statistics.median(one)
+        print(f"| K = {k} | {p:.2f} | {o:.2f} | {o / p:.2f}x |")
+        out[f"K={k}"] = {"population": p, "one_by_one": o}
+    return {"training": out}
+
+
+def mnist(repeats: int) -> dict:
+    if not os.environ.get("TUNELAB_DATA"):
+        print("\n(mnist skipped: set TUNELAB_DATA to the folder holding mnist/)")
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        space = Path(tmp) / "mnist.yaml"
+        space.write_text("base:\n  data: {name: mnist}\n  model: {hidden: [256, 128]}\n"
+                         "  optimizer: {name: adam}\n  training: {epochs: 2, batch_size: 128}\n"
+                         "space:\n  optimizer.lr: {log_uniform: [1.0e-4, 1.0e-2]}\n"
+                         "  model.dropout: {uniform: [0.0, 0.5]}\n")
+        times = {"processes": [], "population": []}
+        for _ in range(repeats):
+            for ex in times:
+                extra = ["--population-size", "16"] if ex == "population" else []
+                times[ex].append(_tune(space, ex, 16, extra))
+    med = {ex: statistics.median(v) for ex, v in times.items()}
+    print("\n| 16 MNIST MLPs (784-256-128-10, 2 epochs), end to end | median s |\n|---|---|")
+    for ex, m in med.items():
+        print(f"| {ex}{' (2 workers)' if ex == 'processes' else ''} | {m:.1f} |")
+    return {"mnist": med}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", choices=["study", "training", "mnist"])
+    args = ap.parse_args()
+    record = {"uptime_before": uptime()}
+    print(record["uptime_before"])
+    for name, fn in (("study", study), ("training", training), ("mnist", mnist)):
+        if args.only in (None, name):
+            record.update(fn(args.repeats))
+    record["uptime_after"] = uptime()
+    print(record["uptime_after"])
+    append_record("bench_population", record)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The population executor: up to K trials at a time trained as one stacked computation.
+
+It pulls up to ``size`` specs, sorts the MLP trials into buckets of one structure
+(``tunelab.population.group``: data, model shape, optimizer kind, batch size...) and trains each
+bucket with ``train_population``; every member streams its epoch events to the driver like a trial
+of the other executors, and a "prune" answer stops that member at once (the others go on). What the
+population cannot stack runs one by one in this process, as the inline executor would: other models,
+user objectives, trials with a live folder (``--trial-folders``) or a TensorBoard log.
+
+The K specs are asked before any of them reports, as with K parallel workers: a sequential sampler
+(TPE) then proposes K trials from what it knew when the population began.
+
+Example:
+    >>> from tunelab.execute.base import TrialSpec
+    >>> specs = [TrialSpec(i, {"model": {"hidden": [8]}, "optimizer": {"lr": lr}, "training": {"epochs": 1}})
+    ...          for i, lr in enumerate([1e-3, 1e-2])]
+    >>> seen = []
+    >>> PopulationExecutor(4).run(iter(specs), lambda ev: seen.append((ev.number, ev.kind)))
+    >>> sorted(seen)
+    [(0, 'done'), (0, 'epoch'), (0, 'start'), (1, 'done'), (1, 'epoch'), (1, 'start')]
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from itertools import islice
+from typing import Callable, Iterable, Optional
+
+from tunelab.errors import ConfigError, TunelabError
+from tunelab.execute.base import Decision, Event, TrialSpec, interrupted_write
+from tunelab.execute.trial import execute_trial, final_event
+
+__all__ = ["PopulationExecutor", "DEFAULT_SIZE"]
+
+DEFAULT_SIZE = 32
+
+
+class PopulationExecutor:
+    """Trains up to ``size`` trials together (see the module docstring)."""
+
+    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"--population-size={size!r} is out of range; allowed: a whole number >= 1")
+        self.size = size
+        self._running: list[int] = []
+
+    def run(self, trials: Iterable[TrialSpec], on_event: Callable[[Event], Decision]) -> None:
+        it = iter(trials)
+        while True:
+            specs = list(islice(it, self.size))
+            if not specs:
+                return
+            stack, solo = self._split(specs)
+            from tunelab.population import group
+
+            for bucket in group([cfg for _, cfg in stack]):
+                self._population([stack[i] for i in bucket], on_event)
+            for spec in solo:
+                self._one(spec, on_event)
+
+    @staticmethod
+    def _split(specs: list[TrialSpec]) -> tuple[list, list[TrialSpec]]:
+        """(spec, RunConfig) pairs the population can train, and the specs that run one by one."""
+        from tunelab.config import from_dict
+        from tunelab.population import stackable
+
+        stack, solo = [], []
+        for spec in specs:
+            cfg = None
+            if spec.fn is None and spec.run_dir is None and spec.log_dir is None:
+                try:
+                    cfg = from_dict(spec.config)
+                except ConfigError:
+                    cfg = None  # execute_trial reports it as the failure it is
+            if cfg is not None and stackable(cfg):
+                stack.append((spec, cfg))
+            else:
+                solo.append(spec)
+        # specs that read the test set (compare runs) and those that do not never share a population
+        tests = {s.test for s, _ in stack}
+        if len(tests) > 1:
+            solo += [s for s, _ in stack if s.test]
+            stack = [(s, c) for s, c in stack if not s.test]
+        return stack, solo
+
+    def _one(self, spec: TrialSpec, on_event: Callable[[Event], Decision]) -> None:
+        """A trial the population cannot stack: the inline executor's way."""
+        self._running = [spec.number]
+        on_event(Event(spec.number, "start", metrics={"pid": os.getpid()}))
+        final = execute_trial(spec, lambda step, value, metrics: on_event(
+            Event(spec.number, "epoch", step, value, metrics)) == "prune")
+        if final.metrics.get("status") == "interrupted":
+            raise KeyboardInterrupt(f"trial {spec.number} interrupted")
+        on_event(final)
+        self._running = []
+
+    def _population(self, pairs: list, on_event: Callable[[Event], Decision]) -> None:
+        from tunelab.population import train_population
+
+        specs = [s for s, _ in pairs]
+        self._running = [s.number for s in specs]
+        pruned: dict[int, int] = {}
+        interrupted = []
+        for spec in specs:
+            on_event(Event(spec.number, "start", metrics={"pid": os.getpid(), "population": len(specs)}))
+
+        def on_epoch(i: int, ev) -> Optional[str]:
+            spec = specs[i]
+            if on_event(Event(spec.number, "epoch", ev.epoch, ev.metrics[spec.objective], ev.metrics)) == "prune":
+                pruned[i] = ev.epoch
+                return "stop"
+            return None
+
+        def on_member_done(i: int, result) -> None:
+            if result.status == "interrupted":
+                interrupted.append(specs[i].number)
+                return
+            on_event(final_event(specs[i], result, pruned.get(i, 0)))
+            self._running.remove(specs[i].number)
+
+        try:
+            train_population([c for _, c in pairs], on_epoch=on_epoch, test=specs[0].test,
+                             on_member_done=on_member_done)
+        except Exception as e:  # noqa: BLE001 - the bucket cannot go on: each trial in flight fails
+            if interrupted_write(e):  # Ctrl-C inside the driver's storage write: stop the study
+                raise KeyboardInterrupt("interrupted during a storage write") from e
+            error = f"{type(e).__name__}: {e}"
+            if not isinstance(e, TunelabError):
+                error += "\n" + traceback.format_exc(limit=-3)
+            for number in list(self._running):
+                on_event(Event(number, "failed", error=error))
+            self._running = []
+            return
+        if interrupted:
+            raise KeyboardInterrupt(f"trials {interrupted} interrupted")
+
+    def running(self) -> list[int]:
+        """Numbers of the trials in flight (those cut short by an interrupt, if any)."""
+        return list(self._running)
+
+    def close(self) -> None:
+        """Nothing to release (one process); present so every executor is closed the same way."""
+
+    def __enter__(self) -> "PopulationExecutor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

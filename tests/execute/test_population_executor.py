@@ -1,0 +1,125 @@
+"""The population executor inside studies: the same trials and values as the inline executor (a
+seeded random sampler asks the same parameters), prune decisions reach single members, what the
+population cannot stack runs one by one, compare runs, and one-line errors for bad options."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+import tunelab
+from tunelab.cli.main import main
+from tunelab.errors import ConfigError
+from tunelab.execute import make_executor
+from tunelab.execute.base import TrialSpec
+from tunelab.execute.population import PopulationExecutor
+
+SPACE = {"base": {"data": {"name": "digits"}, "model": {"hidden": [32]},
+                  "training": {"epochs": 3, "batch_size": 64, "threads": 1}},
+         "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}, "model.dropout": {"uniform": [0.0, 0.4]},
+                   "optimizer.name": {"choice": ["sgd", "adam"]}}}
+ONE_EXAMPLE = 1 / 144 + 1e-9  # digits' validation set has 144 examples
+
+
+def _values(result):
+    return {t.number: (t.params, t.value, t.state.name) for t in result.study.trials}
+
+
+def test_a_population_study_gives_the_inline_study_trial_for_trial():
+    inline = tunelab.tune(SPACE, trials=6, seed=3)
+    population = tunelab.tune(SPACE, trials=6, seed=3, executor="population", population_size=6)
+    a, b = _values(inline), _values(population)
+    assert sorted(a) == sorted(b) == list(range(6))
+    for n in a:
+        assert a[n][0] == b[n][0]  # the same parameters asked
+        assert a[n][2] == b[n][2] == "COMPLETE"
+        assert b[n][1] == pytest.approx(a[n][1], abs=ONE_EXAMPLE)
+    # the stored histories agree epoch by epoch
+    for ta, tb in zip(inline.study.trials, population.study.trials):
+        la = [h["val_loss"] for h in ta.user_attrs["history"]]
+        lb = [h["val_loss"] for h in tb.user_attrs["history"]]
+        assert lb == pytest.approx(la, rel=1e-4, abs=1e-5)
+    # both optimizers were asked: the population ran two buckets
+    assert {p["optimizer.name"] for p, _, _ in b.values()} == {"sgd", "adam"}
+
+
+def test_prune_decisions_stop_single_members_and_nothing_stays_running():
+    space = {**SPACE, "base": {**SPACE["base"], "training": {**SPACE["base"]["training"], "epochs": 6}}}
+    result = tunelab.tune(space, trials=12, seed=1, pruner="median", grace_epochs=2, executor="population",
+                          population_size=12)
+    states = [t.state for t in result.study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states
+    pruned = [t for t in result.study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    complete = [t for t in result.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert pruned and complete  # the median pruner stopped some members; the rest ran on
+    assert all(len(t.user_attrs["history"]) == 6 for t in complete)
+    assert all(len(t.user_attrs["history"]) < 6 for t in pruned)
+
+
+def _objective(config, reporter):
+    reporter.report(0.5, step=1)
+    return 0.5
+
+
+def test_what_cannot_be_stacked_runs_one_by_one():
+    specs = [TrialSpec(0, {"model": {"name": "cnn", "channels": [4], "hidden": []}, "training": {"epochs": 1, "threads": 1}}),
+             TrialSpec(1, {}, fn=_objective),
+             TrialSpec(2, {"model": {"hidden": [8]}, "training": {"epochs": 1, "threads": 1}})]
+    seen = []
+    PopulationExecutor(8).run(iter(specs), lambda ev: seen.append((ev.number, ev.kind)) and None)
+    assert sorted(k for n, k in seen if k in ("done", "failed", "pruned")) == ["done", "done", "done"]
+    assert {n for n, k in seen if k == "done"} == {0, 1, 2}
+
+
+def test_a_bucket_that_cannot_start_fails_its_trials_with_the_reason():
+    specs = [TrialSpec(i, {"model": {"hidden": [8]}, "augment": {"translate": 20},
+                           "training": {"epochs": 1, "threads": 1}}) for i in range(2)]
+    events = []
+    PopulationExecutor(4).run(iter(specs), lambda ev: events.append(ev) and None)
+    failed = [e for e in events if e.kind == "failed"]
+    assert [e.number for e in failed] == [0, 1] and "augment.translate" in failed[0].error
+
+
+def test_a_compare_on_the_population_counts_every_run_once(tmp_path):
+    from tunelab.analysis.designs import one_at_a_time
+    from tunelab.analysis.compare import collect_runs
+    from tunelab.search.compare import run_compare
+
+    base = {"data": {"name": "digits"}, "model": {"hidden": [16]}, "optimizer": {"lr": 0.01},
+            "training": {"epochs": 3, "threads": 1}}
+    arms = one_at_a_time(base, [("model.dropout", [0.3])])
+    study = run_compare(base, arms, [0, 1, 2], name="pop", storage=f"sqlite:///{tmp_path}/c.db",
+                        executor="population", population_size=8)
+    runs = collect_runs(study)
+    assert sorted((r["arm"], r["seed"]) for r in runs) == [(a, s) for a in range(2) for s in range(3)]
+    assert all(r["result"]["test_accuracy"] > 0.5 for r in runs)  # compare runs read the test set
+    # each run equals the reference trainer's run of its (arm, seed)
+    ref = tunelab.train({**base, "model": {"hidden": [16], "dropout": 0.3}, "training": {"epochs": 3, "threads": 1, "seed": 2}},
+                        save=False)
+    run = next(r for r in runs if (r["arm"], r["seed"]) == (1, 2))
+    assert run["result"]["test_accuracy"] == pytest.approx(ref.test_accuracy, abs=1 / 359 + 1e-9)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(workers=1, executor="swarm"), r"^--executor='swarm' is not known; choose one of \['auto', 'inline', "),
+    (dict(workers=1, executor="inline", population_size=4), r"^--population-size=4 needs --executor population"),
+    (dict(workers=2, executor="population"), r"^--workers=2 is not used by --executor population"),
+    (dict(workers=1, executor="population", population_size=0), r"^--population-size=0 is out of range"),
+])
+def test_bad_executor_options_are_one_line(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        make_executor(**kwargs)
+
+
+def test_cli_tune_runs_on_the_population_and_refuses_bad_options(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
+    code = main(["tune", "space.yaml", "--trials", "4", "--executor", "population", "--population-size", "4",
+                 "--storage", f"sqlite:///{tmp_path}/t.db"])
+    assert code == 0
+    code = main(["tune", "space.yaml", "--trials", "4", "--executor", "population", "--workers", "2",
+                 "--study", "other", "--storage", f"sqlite:///{tmp_path}/t.db"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--workers=2 is not used by --executor population" in err[0]
