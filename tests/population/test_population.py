@@ -164,6 +164,36 @@ def test_each_optimizer_with_per_member_hyperparameters(name, data):
     assert _rel(results[0].model.state_dict()["out.weight"], results[1].model.state_dict()["out.weight"]) > 1e-2
 
 
+@pytest.mark.parametrize("name", list(OPTIMIZER_MEMBERS))
+def test_each_optimizer_member_by_member_with_torch_kernels(name, data, monkeypatch):
+    """Big members are updated one by one with torch.optim's functional kernels (fused where
+    torch has them): forced here for a small net, they equal the reference just as well."""
+    import tunelab.population.optim as optim
+
+    monkeypatch.setattr(optim, "PER_MEMBER_AT", 0)
+    seen = []
+    real = optim.StackedOptimizer.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        seen.append(self.per_member)
+
+    monkeypatch.setattr(optim.StackedOptimizer, "__init__", spy)
+    cfgs = [cfg(f"optimizer.name={name}", "model.hidden=[32,32]", *m) for m in OPTIMIZER_MEMBERS[name]]
+    results, _ = check_population(cfgs, data)
+    assert seen == [True] and all(r.status == "completed" for r in results)
+
+
+def test_member_by_member_state_follows_members_through_compaction(data, monkeypatch):
+    import tunelab.population.optim as optim
+
+    monkeypatch.setattr(optim, "PER_MEMBER_AT", 0)
+    cfgs = [cfg(f"training.epochs={e}", f"training.seed={s}", "model.hidden=[32,32]", "optimizer.name=adam",
+                f"optimizer.lr={lr}") for s, (e, lr) in enumerate([(3, 0.001), (1, 0.01), (2, 0.003)])]
+    results, _ = check_population(cfgs, data)
+    assert [r.epochs_run for r in results] == [3, 1, 2]
+
+
 # ---------------------------------------------------------------- model structure
 
 NORMS = [("none", "before"), ("batch", "before"), ("batch", "after"), ("layer", "before"), ("layer", "after"),

@@ -18,7 +18,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -40,19 +40,37 @@ def _b(h: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return h.view(-1, *([1] * (like.dim() - 1)))
 
 
-class StackedOptimizer:
-    """Vectorized updates; ``hyper`` maps names to (K,) tensors on the parameters' device."""
+# members at least this large (parameters each) are updated one by one with torch.optim's own
+# functional kernels (fused where torch has them): memory-bound updates of big members run faster in
+# one fused pass than in the vectorized chain of elementwise ops, which wins for small members
+PER_MEMBER_AT = 20_000
 
-    def __init__(self, name: str, params: Sequence[torch.Tensor], hyper: dict[str, torch.Tensor]) -> None:
+
+class StackedOptimizer:
+    """Vectorized updates; ``hyper`` maps names to (K,) tensors on the parameters' device.
+
+    ``per_member`` (None: members of at least PER_MEMBER_AT parameters) updates each member with
+    torch.optim's functional optimizer on views of its rows instead: the reference's own kernels,
+    one call per member.
+    """
+
+    def __init__(self, name: str, params: Sequence[torch.Tensor], hyper: dict[str, torch.Tensor],
+                 per_member: Optional[bool] = None) -> None:
         if name not in NAMES:
             raise ValueError(f"optimizer {name!r} is not one of {list(NAMES)}")
         self.name, self.params, self.hyper = name, list(params), dict(hyper)
         k = self.params[0].shape[0]
         device = self.params[0].device
         self.hyper.setdefault("weight_decay", torch.zeros(k, device=device))
+        size = sum(p[0].numel() for p in self.params)
+        self.per_member = size >= PER_MEMBER_AT if per_member is None else per_member
         self.steps = torch.zeros(k, device=device, dtype=torch.float64)  # steps taken, per member
-        self.state = [{b: torch.zeros_like(p, memory_format=torch.preserve_format).detach() for b in _BUFFERS[name]}
-                      for p in self.params]
+        if self.per_member:  # each member's own state, as torch.optim keeps it
+            self.members = [_member_state(name, [p[i] for p in self.params]) for i in range(k)]
+            self.state = []
+        else:
+            self.state = [{b: torch.zeros_like(p, memory_format=torch.preserve_format).detach()
+                           for b in _BUFFERS[name]} for p in self.params]
         self.started = False  # momentum buffers start as the first gradient (torch's rule)
 
     def zero_grad(self) -> None:
@@ -62,6 +80,10 @@ class StackedOptimizer:
     @torch.no_grad()
     def step(self) -> None:
         self.steps += 1
+        if self.per_member:
+            self._step_members()
+            self.started = True
+            return
         h = self.hyper
         for p, st in zip(self.params, self.state):
             g = p.grad
@@ -121,10 +143,65 @@ class StackedOptimizer:
         p.mul_(1 - lr * _b(self.hyper["weight_decay"], p))
         self._adam(p, g, st, lr)
 
+    # ------------------------------------------------------------------ one member at a time
+    def _step_members(self) -> None:
+        """torch.optim's functional optimizer on each member's rows (views of the stacked tensors)."""
+        import importlib
+
+        h = {k: v.tolist() for k, v in self.hyper.items()}
+        params = [p.detach() for p in self.params]
+        grads = [p.grad for p in self.params]
+        fn = importlib.import_module(f"torch.optim.{_FUNCTIONAL[self.name]}")
+        fn = getattr(fn, _FUNCTIONAL[self.name])
+        for i, st in enumerate(self.members):
+            ps = [p[i] for p, g in zip(params, grads) if g is not None]
+            gs = [g[i] for g in grads if g is not None]
+            lr, wd = h["lr"][i], h["weight_decay"][i]
+            if self.name in ("sgd", "momentum", "nesterov"):
+                mu = 0.0 if self.name == "sgd" else h["momentum"][i]
+                fn(ps, gs, st["buf"], fused=True, weight_decay=wd, momentum=mu, lr=lr, dampening=0.0,
+                   nesterov=self.name == "nesterov", maximize=False)
+            elif self.name == "adagrad":
+                fn(ps, gs, st["sum"], st["step"], fused=True, lr=lr, weight_decay=wd, lr_decay=0.0,
+                   eps=h["eps"][i], maximize=False)
+            elif self.name == "rmsprop":
+                fn(ps, gs, st["square_avg"], [], [], st["step"], foreach=False, lr=lr, alpha=h["alpha"][i],
+                   eps=h["eps"][i], weight_decay=wd, momentum=0.0, centered=False)
+            elif self.name == "adadelta":
+                fn(ps, gs, st["square_avg"], st["acc_delta"], st["step"], foreach=False, lr=lr, rho=h["rho"][i],
+                   eps=h["eps"][i], weight_decay=wd, maximize=False)
+            else:  # adam, adamw
+                fn(ps, gs, st["exp_avg"], st["exp_avg_sq"], [], st["step"], fused=True, amsgrad=False,
+                   beta1=h["beta1"][i], beta2=h["beta2"][i], lr=lr, weight_decay=wd, eps=h["eps"][i],
+                   maximize=False)
+
     # ------------------------------------------------------------------ members
     def keep(self, index: torch.Tensor, params: Sequence[torch.Tensor]) -> None:
         """Keep the members at ``index``; ``params`` are the compacted parameter tensors."""
         self.params = list(params)
         self.hyper = {k: v[index] for k, v in self.hyper.items()}
         self.steps = self.steps[index]
+        if self.per_member:
+            self.members = [self.members[i] for i in index.tolist()]
         self.state = [{b: t[index].clone() for b, t in st.items()} for st in self.state]
+
+
+# the functional optimizer of torch.optim behind each name (module and function share the name)
+_FUNCTIONAL = {"sgd": "sgd", "momentum": "sgd", "nesterov": "sgd", "adagrad": "adagrad", "rmsprop": "rmsprop",
+               "adadelta": "adadelta", "adam": "adam", "adamw": "adamw"}
+
+
+def _member_state(name: str, params: Sequence[torch.Tensor]) -> dict[str, list]:
+    """One member's optimizer state, laid out as torch.optim keeps it (float32 step counters;
+    momentum buffers None until the first step, as SGD starts them from the first gradient)."""
+    zeros = lambda: [torch.zeros_like(p) for p in params]  # noqa: E731
+    steps = lambda: [torch.tensor(0.0) for _ in params]  # noqa: E731
+    if name in ("sgd", "momentum", "nesterov"):
+        return {"buf": [None for _ in params]}
+    if name == "adagrad":
+        return {"sum": zeros(), "step": steps()}
+    if name == "rmsprop":
+        return {"square_avg": zeros(), "step": steps()}
+    if name == "adadelta":
+        return {"square_avg": zeros(), "acc_delta": zeros(), "step": steps()}
+    return {"exp_avg": zeros(), "exp_avg_sq": zeros(), "step": steps()}

@@ -89,16 +89,20 @@ class StackedNet:
         self.generators = [self.generators[i] for i in index.tolist()] if self.generators else []
 
     # ------------------------------------------------------------------ forward
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """(K, B, *input) -> (K, B, classes)."""
+    def __call__(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """(K, B, *input) -> (K, B, classes); ``shared``: x is (B, *input), the same for every member
+        (evaluation), and the first Linear reads it once for all members in one matmul."""
+        self._shared = shared
         h = x
         for name, module in self.template.named_children():
             h = self._apply(name, module, h)
         return h
 
     def _apply(self, name: str, module: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        if self._shared and not isinstance(module, (nn.Flatten, nn.Linear, nn.Sequential)):
+            h, self._shared = h.unsqueeze(0).expand(self.k, *h.shape), False  # a layer before any Linear
         if isinstance(module, nn.Flatten):
-            return h.reshape(h.shape[0], h.shape[1], -1)  # (K, B, features)
+            return h.reshape(h.shape[0], -1) if self._shared else h.reshape(h.shape[0], h.shape[1], -1)
         if isinstance(module, nn.Sequential):
             out = h
             for sub_name, sub in module.named_children():
@@ -108,6 +112,12 @@ class StackedNet:
         if isinstance(module, nn.Linear):
             w = s[f"{name}.weight"]  # (K, out, in)
             b = s.get(f"{name}.bias")
+            if self._shared:  # (B, in) @ (in, K*out): one matmul for every member, then (K, B, out)
+                self._shared = False
+                k, out_f, in_f = w.shape
+                y = h @ w.reshape(k * out_f, in_f).t()  # (B, K*out)
+                y = y.view(h.shape[0], k, out_f).transpose(0, 1)
+                return y + b.unsqueeze(1) if b is not None else y
             if b is None:
                 return torch.bmm(h, w.transpose(1, 2))
             return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))  # (K, B, out)

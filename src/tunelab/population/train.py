@@ -132,7 +132,7 @@ def _evaluate(net: StackedNet, x: torch.Tensor, y: torch.Tensor, batch_size: int
     correct = torch.zeros(k, device=x.device, dtype=torch.int64)
     for i in range(0, len(y), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        logits = net(xb.unsqueeze(0).expand(k, *xb.shape))  # (K, B, C)
+        logits = net(xb, shared=True)  # (K, B, C): the batch is the same for every member
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.repeat(k), reduction="none")
         loss += ce.view(k, -1).sum(1).double()
         correct += (logits.argmax(2) == yb).sum(1)
