@@ -6,7 +6,8 @@ a JSON line to bench/results/bench_population.jsonl):
 1. study: the 64-trial study of digits MLPs in bench/spaces/population_digits.yaml (hidden
    [64, 32], 20 epochs, lr log-uniform, optimizer sgd/momentum/adam, dropout 0..0.5), run end to
    end with `tunelab tune` in a fresh process (imports, SQLite storage, sampler, report of the best)
-   with --executor inline, processes (--workers 2) and population.
+   with --executor inline (1 thread: the fastest for such small nets), processes (--workers 2, one
+   thread each) and population (2 threads).
 2. training: the same kind of bucket trained in this process, without storage: train_population
    of K members against fit() of each member one by one (one thread), K = 8, 21 and 64.
 3. mnist: 16 MNIST MLPs (784-256-128-10, adam, dropout varied, 2 epochs) with the population
@@ -43,10 +44,14 @@ def _tune(space: Path, executor: str, trials: int, extra: list[str]) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "tunelab", "tune", str(space), "--study", "bench", "--trials", str(trials),
                "--storage", f"sqlite:///{tmp}/b.db", "--out", f"{tmp}/out", "--seed", "0", *extra]
+        # explicit threads: the auto policy reads the load average, which lags behind the run
+        # before, so back-to-back runs would get different counts
         if executor == "processes":
-            cmd += ["--executor", "processes", "--workers", "2"]
+            cmd += ["--executor", "processes", "--workers", "2", "--set", "training.threads=1"]
+        elif executor == "population":
+            cmd += ["--executor", executor, "--set", "training.threads=2"]
         else:
-            cmd += ["--executor", executor]
+            cmd += ["--executor", executor, "--set", "training.threads=1"]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)
         return time.perf_counter() - t0
