@@ -59,16 +59,28 @@ def _tune(space: Path, executor: str, trials: int, extra: list[str]) -> float:
 
 def study(repeats: int) -> dict:
     space = ROOT / "bench" / "spaces" / "population_digits.yaml"
-    times = {ex: [] for ex in ("inline", "processes", "population")}
-    for _ in range(repeats):  # interleaved, so a change in load hits every executor alike
+    times = _executors(space, ("inline", "processes", "population"), 64, repeats)
+    return {"study": _table("64-trial digits study, end to end", times), "study_all": times}
+
+
+def _executors(space: Path, executors: tuple, trials: int, repeats: int) -> dict[str, list[float]]:
+    """Wall seconds of each executor, ``repeats`` times, interleaved (a change in load hits all alike)."""
+    times: dict[str, list[float]] = {ex: [] for ex in executors}
+    for _ in range(repeats):
         for ex in times:
-            extra = ["--population-size", "64"] if ex == "population" else []
-            times[ex].append(_tune(space, ex, 64, extra))
+            extra = ["--population-size", str(trials)] if ex == "population" else []
+            times[ex].append(_tune(space, ex, trials, extra))
+    return times
+
+
+def _table(title: str, times: dict[str, list[float]]) -> dict[str, float]:
+    """Print medians (and the speed against the first executor) as a markdown table."""
     med = {ex: statistics.median(v) for ex, v in times.items()}
-    print("\n| 64-trial digits study, end to end | median s | vs inline |\n|---|---|---|")
+    first = next(iter(med))
+    print(f"\n| {title} | median s | vs {first} |\n|---|---|---|")
     for ex, m in med.items():
-        print(f"| {ex}{' (2 workers)' if ex == 'processes' else ''} | {m:.1f} | {med['inline'] / m:.2f}x |")
-    return {"study": med, "study_all": times}
+        print(f"| {ex}{' (2 workers)' if ex == 'processes' else ''} | {m:.1f} | {med[first] / m:.2f}x |")
+    return med
 
 
 def training(repeats: int) -> dict:
@@ -116,16 +128,8 @@ def mnist(repeats: int) -> dict:
                          "  optimizer: {name: adam}\n  training: {epochs: 2, batch_size: 128}\n"
                          "space:\n  optimizer.lr: {log_uniform: [1.0e-4, 1.0e-2]}\n"
                          "  model.dropout: {uniform: [0.0, 0.5]}\n")
-        times = {"processes": [], "population": []}
-        for _ in range(repeats):
-            for ex in times:
-                extra = ["--population-size", "16"] if ex == "population" else []
-                times[ex].append(_tune(space, ex, 16, extra))
-    med = {ex: statistics.median(v) for ex, v in times.items()}
-    print("\n| 16 MNIST MLPs (784-256-128-10, 2 epochs), end to end | median s |\n|---|---|")
-    for ex, m in med.items():
-        print(f"| {ex}{' (2 workers)' if ex == 'processes' else ''} | {m:.1f} |")
-    return {"mnist": med}
+        times = _executors(space, ("processes", "population"), 16, repeats)
+    return {"mnist": _table("16 MNIST MLPs (784-256-128-10, 2 epochs), end to end", times)}
 
 
 def main() -> None:
