@@ -144,7 +144,7 @@ def main() -> None:
             record.update(fn(args.repeats))
     record["uptime_after"] = uptime()
     print(record["uptime_after"])
-    append_record("bench_population", record)
+    append_record("population", record)
 
 
 if __name__ == "__main__":
