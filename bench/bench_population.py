@@ -7,7 +7,8 @@ a JSON line to bench/results/bench_population.jsonl):
    [64, 32], 20 epochs, lr log-uniform, optimizer sgd/momentum/adam, dropout 0..0.5), run end to
    end with `tunelab tune` in a fresh process (imports, SQLite storage, sampler, report of the best)
    with --executor inline (1 thread: the fastest for such small nets), processes (--workers 2, one
-   thread each) and population (2 threads).
+   thread each), population (2 threads) and population with 2 workers (one population per
+   process, one thread each).
 2. training: the same kind of bucket trained in this process, without storage: train_population
    of K members against fit() of each member one by one (one thread), K = 8, 21 and 64.
 3. mnist: 16 MNIST MLPs (784-256-128-10, adam, dropout varied, 2 epochs) with the population
@@ -50,6 +51,8 @@ def _tune(space: Path, executor: str, trials: int, extra: list[str]) -> float:
             cmd += ["--executor", "processes", "--workers", "2", "--set", "training.threads=1"]
         elif executor == "population":
             cmd += ["--executor", executor, "--set", "training.threads=2"]
+        elif executor == "population-2":  # one population per core: two worker processes
+            cmd += ["--executor", "population", "--workers", "2", "--set", "training.threads=1"]
         else:
             cmd += ["--executor", executor, "--set", "training.threads=1"]
         t0 = time.perf_counter()
@@ -59,7 +62,7 @@ def _tune(space: Path, executor: str, trials: int, extra: list[str]) -> float:
 
 def study(repeats: int) -> dict:
     space = ROOT / "bench" / "spaces" / "population_digits.yaml"
-    times = _executors(space, ("inline", "processes", "population"), 64, repeats)
+    times = _executors(space, ("inline", "processes", "population", "population-2"), 64, repeats)
     return {"study": _table("64-trial digits study, end to end", times), "study_all": times}
 
 
@@ -68,7 +71,7 @@ def _executors(space: Path, executors: tuple, trials: int, repeats: int) -> dict
     times: dict[str, list[float]] = {ex: [] for ex in executors}
     for _ in range(repeats):
         for ex in times:
-            extra = ["--population-size", str(trials)] if ex == "population" else []
+            extra = ["--population-size", str(trials)] if ex.startswith("population") else []
             times[ex].append(_tune(space, ex, trials, extra))
     return times
 
@@ -79,7 +82,8 @@ def _table(title: str, times: dict[str, list[float]]) -> dict[str, float]:
     first = next(iter(med))
     print(f"\n| {title} | median s | vs {first} |\n|---|---|---|")
     for ex, m in med.items():
-        print(f"| {ex}{' (2 workers)' if ex == 'processes' else ''} | {m:.1f} | {med[first] / m:.2f}x |")
+        label = {"processes": "processes (2 workers)", "population-2": "population (2 workers, one population each)"}
+        print(f"| {label.get(ex, ex)} | {m:.1f} | {med[first] / m:.2f}x |")
     return med
 
 
@@ -128,7 +132,7 @@ def mnist(repeats: int) -> dict:
                          "  optimizer: {name: adam}\n  training: {epochs: 2, batch_size: 128}\n"
                          "space:\n  optimizer.lr: {log_uniform: [1.0e-4, 1.0e-2]}\n"
                          "  model.dropout: {uniform: [0.0, 0.5]}\n")
-        times = _executors(space, ("processes", "population"), 16, repeats)
+        times = _executors(space, ("processes", "population", "population-2"), 16, repeats)
     return {"mnist": _table("16 MNIST MLPs (784-256-128-10, 2 epochs), end to end", times)}
 
 

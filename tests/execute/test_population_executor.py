@@ -4,6 +4,9 @@ population cannot stack runs one by one, compare runs, and one-line errors for b
 
 from __future__ import annotations
 
+import os
+import signal
+
 import optuna
 import pytest
 
@@ -103,7 +106,6 @@ def test_a_compare_on_the_population_counts_every_run_once(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(workers=1, executor="swarm"), r"^--executor='swarm' is not known; choose one of \['auto', 'inline', "),
     (dict(workers=1, executor="inline", population_size=4), r"^--population-size=4 needs --executor population"),
-    (dict(workers=2, executor="population"), r"^--workers=2 is not used by --executor population"),
     (dict(workers=1, executor="population", population_size=0), r"^--population-size=0 is out of range"),
 ])
 def test_bad_executor_options_are_one_line(kwargs, message):
@@ -119,7 +121,43 @@ def test_cli_tune_runs_on_the_population_and_refuses_bad_options(tmp_path, capsy
     code = main(["tune", "space.yaml", "--trials", "4", "--executor", "population", "--population-size", "4",
                  "--storage", f"sqlite:///{tmp_path}/t.db"])
     assert code == 0
-    code = main(["tune", "space.yaml", "--trials", "4", "--executor", "population", "--workers", "2",
+    code = main(["tune", "space.yaml", "--trials", "4", "--executor", "inline", "--population-size", "4",
                  "--study", "other", "--storage", f"sqlite:///{tmp_path}/t.db"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "--workers=2 is not used by --executor population" in err[0]
+    assert code == 2 and len(err) == 1 and "--population-size=4 needs --executor population" in err[0]
+
+
+def test_two_worker_processes_give_the_inline_study_trial_for_trial():
+    inline = tunelab.tune(SPACE, trials=6, seed=5)
+    parallel = tunelab.tune(SPACE, trials=6, seed=5, executor="population", population_size=6, workers=2)
+    a, b = _values(inline), _values(parallel)
+    assert sorted(a) == sorted(b) == list(range(6))
+    for n in a:
+        assert a[n][0] == b[n][0] and a[n][2] == b[n][2] == "COMPLETE"
+        assert b[n][1] == pytest.approx(a[n][1], abs=ONE_EXAMPLE)
+    pids = {t.user_attrs["pid"] for t in parallel.study.trials}
+    assert len(pids) == 2 and os.getpid() not in pids  # two populations, each in its own worker
+
+
+def test_a_dead_worker_fails_its_members_and_the_others_finish():
+    specs = [TrialSpec(i, {"model": {"hidden": [16]}, "optimizer": {"lr": 0.01},
+                           "training": {"epochs": 4, "threads": 1, "seed": i}}) for i in range(4)]
+    events = []
+    killed = {}
+
+    def on_event(ev):
+        events.append(ev)
+        if ev.kind == "start" and not killed:
+            killed["pid"], killed["number"] = ev.metrics["pid"], ev.number
+        if ev.kind == "epoch" and ev.number == killed.get("number") and ev.step == 2:
+            os.kill(killed["pid"], signal.SIGKILL)
+        return "continue"
+
+    with PopulationExecutor(4, workers=2) as ex:
+        ex.run(iter(specs), on_event)
+        assert ex.running() == []
+    finals = {e.number: e for e in events if e.kind in ("done", "failed", "pruned")}
+    assert sorted(finals) == [0, 1, 2, 3]
+    dead = [n for n, e in finals.items() if e.kind == "failed"]
+    assert killed["number"] in dead and all("worker process died" in finals[n].error for n in dead)
+    assert len(dead) == 2 and all(finals[n].kind == "done" for n in finals if n not in dead)

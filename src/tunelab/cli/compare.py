@@ -96,7 +96,7 @@ def compare_command(
     seeds: int = typer.Option(5, "--seeds", metavar="N", help="Seeds per arm (0..N-1), shared by every arm (paired)."),
     factorial: bool = typer.Option(False, "--factorial", help="Every combination instead of one at a time."),
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key of the base config."),
-    workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes."),
+    workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes (with --executor population: one population each)."),
     executor: str = typer.Option("auto", "--executor", metavar="auto|inline|processes|population", help="How trials run: "
                                  "auto (inline, or processes with --workers > 1), inline, processes, or population "
                                  "(up to --population-size MLP trials trained together as one stacked computation)."),

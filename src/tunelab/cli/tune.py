@@ -143,7 +143,7 @@ def tune_command(
     grace_epochs: Optional[int] = typer.Option(None, "--grace-epochs", metavar="N", help="Pruners never stop a "
                                                "trial before N epochs (default: 25% of the longest trial's "
                                                "epochs, at least 2)."),
-    workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes (1: inline). Each gets cores/workers threads."),
+    workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes (1: inline). Each gets cores/workers threads; with --executor population each trains its own population."),
     executor: str = typer.Option("auto", "--executor", metavar="auto|inline|processes|population", help="How trials run: "
                                  "auto (inline, or processes with --workers > 1), inline, processes, or population "
                                  "(up to --population-size MLP trials trained together as one stacked computation)."),

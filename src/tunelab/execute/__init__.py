@@ -49,10 +49,7 @@ def _processes(workers: int = 2, population_size: Optional[int] = None) -> Proce
 
 @EXECUTORS.register("population")
 def _population(workers: int = 1, population_size: Optional[int] = None) -> PopulationExecutor:
-    if workers != 1:
-        raise ConfigError(f"--workers={workers!r} is not used by --executor population; it trains its "
-                          f"population in one process on every free core: leave --workers at 1")
-    return PopulationExecutor(DEFAULT_SIZE if population_size is None else population_size)
+    return PopulationExecutor(DEFAULT_SIZE if population_size is None else population_size, workers)
 
 
 EXECUTOR_NAMES = ["auto", *EXECUTORS.names()]

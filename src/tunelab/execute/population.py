@@ -8,7 +8,9 @@ population cannot stack runs one by one in this process, as the inline executor 
 user objectives, trials with a live folder (``--trial-folders``) or a TensorBoard log.
 
 The K specs are asked before any of them reports, as with K parallel workers: a sequential sampler
-(TPE) then proposes K trials from what it knew when the population began.
+(TPE) then proposes K trials from what it knew when the population began. With ``workers`` > 1 each
+bucket is split among that many long-lived worker processes, one population per process (on a
+CPU, two processes use two cores better than one process with two threads).
 
 Example:
     >>> from tunelab.execute.base import TrialSpec
@@ -23,9 +25,10 @@ Example:
 from __future__ import annotations
 
 import os
+import pickle
 import traceback
 from itertools import islice
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from tunelab.errors import ConfigError, TunelabError
 from tunelab.execute.base import Decision, Event, TrialSpec, interrupted_write
@@ -37,13 +40,16 @@ DEFAULT_SIZE = 32
 
 
 class PopulationExecutor:
-    """Trains up to ``size`` trials together (see the module docstring)."""
+    """Trains up to ``size`` trials together (see the module docstring); with ``workers`` > 1 each
+    bucket is split among that many long-lived worker processes, one population per process, each
+    on its share of the free cores (as the process executor splits them)."""
 
-    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+    def __init__(self, size: int = DEFAULT_SIZE, workers: int = 1) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigError(f"--population-size={size!r} is out of range; allowed: a whole number >= 1")
-        self.size = size
+        self.size, self.workers = size, workers
         self._running: list[int] = []
+        self._pool: list = []  # (process, connection) of each worker, started on first use
 
     def run(self, trials: Iterable[TrialSpec], on_event: Callable[[Event], Decision]) -> None:
         it = iter(trials)
@@ -55,7 +61,11 @@ class PopulationExecutor:
             from tunelab.population import group
 
             for bucket in group([cfg for _, cfg in stack]):
-                self._population([stack[i] for i in bucket], on_event)
+                pairs = [stack[i] for i in bucket]
+                if self.workers > 1 and len(pairs) > 1:
+                    self._in_workers(pairs, on_event)
+                else:
+                    self._population(pairs, on_event)
             for spec in solo:
                 self._one(spec, on_event)
 
@@ -135,15 +145,104 @@ class PopulationExecutor:
         if interrupted:
             raise KeyboardInterrupt(f"trials {interrupted} interrupted")
 
+    # ------------------------------------------------------------------ worker processes
+    def _in_workers(self, pairs: list, on_event: Callable[[Event], Decision]) -> None:
+        """One bucket split round-robin among the workers; their events reach ``on_event`` here
+        (the driver stays the only writer) and epoch events wait for the driver's decision."""
+        from multiprocessing.connection import wait
+
+        groups = [pairs[i::self.workers] for i in range(self.workers)]
+        groups = [g for g in groups if g]
+        self._start(len(groups))
+        flight: dict[Any, set[int]] = {}
+        for (proc, conn), g in zip(self._pool, groups):
+            conn.send(pickle.dumps([spec for spec, _ in g]))
+            flight[conn] = {spec.number for spec, _ in g}
+        self._running = sorted(n for numbers in flight.values() for n in numbers)
+        while flight:
+            for conn in wait(list(flight)):
+                try:
+                    kind, ev = conn.recv()
+                except (EOFError, OSError):  # the worker died: its members fail, the others go on
+                    for number in sorted(flight.pop(conn)):
+                        on_event(Event(number, "failed", error="the population's worker process died"))
+                        self._running.remove(number)
+                    self._pool = [(p, c) for p, c in self._pool if c is not conn]
+                    continue
+                if kind == "end":
+                    flight.pop(conn)
+                    continue
+                decision = on_event(ev)
+                if ev.kind == "epoch":
+                    conn.send(decision == "prune")
+                elif ev.kind in ("done", "pruned", "failed"):
+                    flight[conn].discard(ev.number)
+                    self._running.remove(ev.number)
+
+    def _start(self, n: int) -> None:
+        """At least ``n`` live workers, each on its share of the free cores."""
+        import multiprocessing as mp
+
+        from tunelab.trainer.prepare import auto_threads, machine_load, usable_cores
+
+        self._pool = [(p, c) for p, c in self._pool if p.is_alive()]
+        threads = auto_threads(usable_cores(), machine_load(), self.workers)
+        ctx = mp.get_context("spawn")
+        while len(self._pool) < n:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker_main, args=(child, threads), daemon=True,
+                               name=f"tunelab-population-{len(self._pool)}")
+            proc.start()
+            child.close()
+            self._pool.append((proc, parent))
+
     def running(self) -> list[int]:
         """Numbers of the trials in flight (those cut short by an interrupt, if any)."""
         return list(self._running)
 
     def close(self) -> None:
-        """Nothing to release (one process); present so every executor is closed the same way."""
+        """Stop the worker processes (asked first, then terminated)."""
+        for proc, conn in self._pool:
+            try:
+                conn.send(None)
+            except (OSError, ValueError):
+                pass
+        for proc, _ in self._pool:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+        self._pool = []
 
     def __enter__(self) -> "PopulationExecutor":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _worker_main(conn, threads: int) -> None:
+    """A population worker: receive pickled spec lists, train them as one population, send every
+    event back and, for epoch events, wait for the driver's decision. Ctrl-C is the driver's."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from tunelab.config import from_dict
+    from tunelab.trainer.prepare import set_threads
+
+    set_threads(threads, as_default=True)  # what training.threads null means in this process
+
+    def remote(ev: Event) -> Decision:
+        conn.send(("event", ev))
+        if ev.kind == "epoch":
+            return "prune" if conn.recv() else "continue"
+        return None
+
+    try:
+        while (payload := conn.recv()) is not None:
+            specs = pickle.loads(payload)
+            PopulationExecutor(len(specs))._population([(s, from_dict(s.config)) for s in specs], remote)
+            conn.send(("end", None))
+    except (EOFError, OSError, KeyboardInterrupt):  # the driver is gone, or stopped the study
+        pass
+    os._exit(0)
