@@ -315,6 +315,35 @@ def test_train_on_a_folder_beats_chance_and_predict_prints_folder_names(tmp_path
     assert preds.labels == ["red", "blue"]
 
 
+def test_evaluating_on_another_folder_matches_classes_by_name(tmp_path) -> None:
+    from tunelab import train
+    from tunelab.analysis.predict import evaluate_run, labelled_split
+    from tunelab.trainer.load import load_run
+
+    root = _folder(tmp_path / "pics" / "train", COLORS, n=16, noise=40).parent
+    cfg = {"data": {"name": "images", "path": str(root), "image_size": 6, "val_fraction": 0.125},
+           "model": {"name": "mlp", "hidden": [16]}, "optimizer": {"name": "adam", "lr": 0.01},
+           "training": {"epochs": 3, "batch_size": 8, "threads": 1}}
+    train(cfg, out=tmp_path / "run")
+    run = load_run(tmp_path / "run")  # classes blue, green, red
+    other = _folder(tmp_path / "other" / "train", {"red": COLORS["red"]}, n=6, noise=40, seed=3).parent
+    _folder(other / "train", {"green": COLORS["green"]}, n=6, noise=40, seed=4)
+    data = {"data.name=images", f"data.path={other}", "data.val_fraction=0.5", "data.test_fraction=0.5"}
+    _, y = labelled_split(run, replace_data(run, data), "all")
+    # the other folder's own codes would be green 0, red 1; the run's are green 1, red 2
+    assert sorted(set(y.tolist())) == [1, 2] and (y == 2).sum() == 6
+    assert evaluate_run(run, "all", [f"path={other}"]).accuracy > 0.6
+    stranger = _folder(tmp_path / "strange" / "train", {"purple": (128, 0, 128), "red": COLORS["red"]}, n=2).parent
+    with pytest.raises(DataError, match=r"label 'purple' of data.path=.* is not a class of the run"):
+        evaluate_run(run, "all", [f"path={stranger}"])
+
+
+def replace_data(run, overrides):
+    from tunelab.config import replace
+
+    return replace(run.cfg, sorted(overrides)).data
+
+
 def test_cli_reports_a_corrupt_image_in_one_line(tmp_path) -> None:
     root = _folder(tmp_path / "pics" / "train", LEVELS, n=2).parent
     (root / "train" / "mid" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")

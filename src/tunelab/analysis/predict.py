@@ -146,12 +146,21 @@ def _whole_source(run: LoadedRun, cfg: DataConfig) -> tuple[np.ndarray, np.ndarr
         return xy[0][0], xy[0][1], xy[1] if len(xy) > 1 else None
     raw = DATASETS.get(cfg.name)(cfg)
     where = f"data.name={cfg.name!r}"
+    y_train, y_test = raw.y_train, raw.y_test
+    if cfg.name == "images" and run.class_names is not None:
+        # another folder codes its classes by its own sorted names: match them by name instead
+        from tunelab.data.imagefolder import image_classes
+
+        names = np.array(image_classes(cfg.path))
+        y_train = label_codes(names[raw.y_train], run.class_names, f"data.path={cfg.path!r}")
+        if y_test is not None:
+            y_test = label_codes(names[raw.y_test], run.class_names, f"data.path={cfg.path!r}")
     x = fit_shape(raw.x_train, run.input_shape, where)
-    test = None if raw.x_test is None else (fit_shape(raw.x_test, run.input_shape, where), raw.y_test)
+    test = None if raw.x_test is None else (fit_shape(raw.x_test, run.input_shape, where), y_test)
     if raw.num_classes > run.num_classes:
         raise DataError(f"{where} has {raw.num_classes} classes; the model of run {run.path.name!r} "
                         f"predicts {run.num_classes}")
-    return x, raw.y_train, test
+    return x, y_train, test
 
 
 def labelled_split(run: LoadedRun, cfg: DataConfig, split: str) -> tuple[np.ndarray, np.ndarray]:
