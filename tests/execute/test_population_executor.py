@@ -64,7 +64,7 @@ def _objective(config, reporter):
     return 0.5
 
 
-def test_what_cannot_be_stacked_runs_one_by_one():
+def test_what_cannot_be_stacked_runs_one_by_one_and_a_bucket_of_one_still_runs():
     specs = [TrialSpec(0, {"model": {"name": "cnn", "channels": [4], "hidden": []}, "training": {"epochs": 1, "threads": 1}}),
              TrialSpec(1, {}, fn=_objective),
              TrialSpec(2, {"model": {"hidden": [8]}, "training": {"epochs": 1, "threads": 1}})]

@@ -99,7 +99,7 @@ def compare_command(
     workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes (with --executor population: one population each)."),
     executor: str = typer.Option("auto", "--executor", metavar="auto|inline|processes|population", help="How trials run: "
                                  "auto (inline, or processes with --workers > 1), inline, processes, or population "
-                                 "(up to --population-size MLP trials trained together as one stacked computation)."),
+                                 "(up to --population-size mlp/cnn trials trained together as one stacked computation)."),
     population_size: Optional[int] = typer.Option(None, "--population-size", metavar="K", help="--executor population: "
                                                   "trials trained together (default 32)."),
     metric: str = typer.Option("test_accuracy", "--metric", metavar="NAME", help="Metric of the verdicts: test_accuracy, "

@@ -146,7 +146,7 @@ def tune_command(
     workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes (1: inline). Each gets cores/workers threads; with --executor population each trains its own population."),
     executor: str = typer.Option("auto", "--executor", metavar="auto|inline|processes|population", help="How trials run: "
                                  "auto (inline, or processes with --workers > 1), inline, processes, or population "
-                                 "(up to --population-size MLP trials trained together as one stacked computation)."),
+                                 "(up to --population-size mlp/cnn trials trained together as one stacked computation)."),
     population_size: Optional[int] = typer.Option(None, "--population-size", metavar="K", help="--executor population: "
                                                   "trials trained together (default 32)."),
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key of the space's "

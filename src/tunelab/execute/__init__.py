@@ -1,7 +1,7 @@
 """Executors: run trial specs, stream their events, obey the driver's prune decisions.
 
 ``inline`` runs trials one by one in the driver's process; ``processes`` runs them in
-long-lived worker processes, one trial per worker at a time; ``population`` trains up to K MLP
+long-lived worker processes, one trial per worker at a time; ``population`` trains up to K mlp/cnn
 trials of one structure together as one stacked computation in the driver's process. All pull specs
 lazily from an iterator and are interchangeable behind the ``Executor`` protocol.
 

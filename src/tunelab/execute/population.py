@@ -1,10 +1,10 @@
 """The population executor: up to K trials at a time trained as one stacked computation.
 
-It pulls up to ``size`` specs, sorts the MLP trials into buckets of one structure
+It pulls up to ``size`` specs, sorts the mlp and cnn trials into buckets of one structure
 (``tunelab.population.group``: data, model shape, optimizer kind, batch size...) and trains each
 bucket with ``train_population``; every member streams its epoch events to the driver like a trial
 of the other executors, and a "prune" answer stops that member at once (the others go on). What the
-population cannot stack runs one by one in this process, as the inline executor would: other models,
+population cannot stack runs one by one in this process, as the inline executor would: user-registered models,
 user objectives, trials with a live folder (``--trial-folders``) or a TensorBoard log.
 
 The K specs are asked before any of them reports, as with K parallel workers: a sequential sampler

@@ -1,4 +1,4 @@
-"""The population: many runs of one structure trained as one stacked computation (caviar mode).
+"""The population: many runs of one structure (mlp or cnn) trained as one stacked computation (caviar mode).
 
 ``train_population(cfgs)`` trains configs that share data, model structure, optimizer kind and batch
 size together (stacked weights, batched matmuls, vectorized optimizer updates), each member exactly

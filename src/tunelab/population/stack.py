@@ -1,8 +1,8 @@
 """K models of one structure as one stacked computation.
 
 ``StackedNet(models)`` takes K reference modules built by ``tunelab.nn.build_model`` with the same
-structure (an MLP: flatten, hidden blocks of Linear / norm / activation / dropout, residual or not,
-an output Linear) and holds their state stacked: every entry of the state dict becomes one tensor of
+structure (tunelab's mlp: flatten, hidden blocks of Linear / norm / activation / dropout, residual or
+not, an output Linear; or its cnn: conv blocks first, run as one grouped convolution per layer) and holds their state stacked: every entry of the state dict becomes one tensor of
 shape (K, *shape). The forward pass walks the first model's layers and applies each to all K members
 at once: a Linear is one batched matmul (``baddbmm``), batch norm is one ``F.batch_norm`` over K x F
 features (per-member running statistics, right in evaluation mode), layer and group norm normalize
@@ -33,7 +33,9 @@ from tunelab.nn.models import Residual
 __all__ = ["StackedNet", "supported", "UNSUPPORTED"]
 
 _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Identity)
-UNSUPPORTED = "the population trains MLPs (model.name: mlp); other models run one by one"
+_CONV = (nn.Conv1d, nn.Conv2d)
+_PER_CHANNEL = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d)  # act on each channel alone
+UNSUPPORTED = "the population trains mlp and cnn models built by tunelab; other models run one by one"
 
 
 def supported(model: nn.Module) -> bool:
@@ -44,10 +46,10 @@ def supported(model: nn.Module) -> bool:
         >>> from tunelab.nn import build_model
         >>> supported(build_model(ModelConfig(hidden=[4]), (4,), 2)), supported(build_model(
         ...     ModelConfig(name="cnn", channels=[2], hidden=[]), (1, 8, 8), 2))
-        (True, False)
+        (True, True)
     """
-    ok = (nn.Sequential, nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.LayerNorm, nn.GroupNorm, nn.Dropout,
-          *_ELEMENTWISE)
+    ok = (nn.Sequential, nn.Flatten, nn.Unflatten, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm,
+          nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.Dropout, *_CONV, *_PER_CHANNEL, *_ELEMENTWISE)
     return all(isinstance(m, ok) for m in model.modules())
 
 
@@ -91,14 +93,37 @@ class StackedNet:
     # ------------------------------------------------------------------ forward
     def __call__(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
         """(K, B, *input) -> (K, B, classes); ``shared``: x is (B, *input), the same for every member
-        (evaluation), and the first Linear reads it once for all members in one matmul."""
-        self._shared = shared
+        (evaluation), and the first layer reads it once for all members.
+
+        Two layouts: member-major (K, B, features) for dense layers, and channel-stacked
+        (B, K*C, *spatial) for conv blocks, where a conv is one grouped convolution (groups=K) and
+        batch, group and instance norm, pooling and activations act per channel as they are.
+        """
+        self._shared, self._stacked = shared, False  # _stacked: h is (B, K*C, *spatial)
         h = x
         for name, module in self.template.named_children():
             h = self._apply(name, module, h)
         return h
 
+    def _to_channels(self, h: torch.Tensor) -> torch.Tensor:
+        """(K, B, C, *S) or a shared (B, C, *S) -> (B, K*C, *S)."""
+        if not self._stacked:
+            if self._shared:
+                h = h.repeat(1, self.k, *([1] * (h.dim() - 2)))
+                self._shared = False
+            else:
+                k, b = h.shape[:2]
+                h = h.transpose(0, 1).reshape(b, k * h.shape[2], *h.shape[3:])
+            self._stacked = True
+        return h
+
     def _apply(self, name: str, module: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        if isinstance(module, nn.Unflatten):  # vectors (D,) as one channel (1, D)
+            return h.unsqueeze(-2)
+        if isinstance(module, _CONV):
+            return self._conv(name, module, self._to_channels(h))
+        if self._stacked:
+            return self._apply_stacked(name, module, h)
         if self._shared and not isinstance(module, (nn.Flatten, nn.Linear, nn.Sequential)):
             h, self._shared = h.unsqueeze(0).expand(self.k, *h.shape), False  # a layer before any Linear
         if isinstance(module, nn.Flatten):
@@ -135,6 +160,48 @@ class StackedNet:
         if isinstance(module, _ELEMENTWISE):
             return module(h)
         raise TypeError(f"StackedNet cannot apply {type(module).__name__} ({UNSUPPORTED})")
+
+    def _conv(self, name: str, module: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        """K convolutions as one grouped convolution on (B, K*C, *S)."""
+        w = self.state[f"{name}.weight"]  # (K, out, C, *kernel)
+        b = self.state.get(f"{name}.bias")
+        conv = F.conv2d if isinstance(module, nn.Conv2d) else F.conv1d
+        return conv(h, w.reshape(-1, *w.shape[2:]), None if b is None else b.reshape(-1), module.stride,
+                    module.padding, module.dilation, self.k)
+
+    def _apply_stacked(self, name: str, module: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        """A layer of a conv block on (B, K*C, *S); Flatten returns to (K, B, features)."""
+        if isinstance(module, nn.Sequential):
+            for sub_name, sub in module.named_children():
+                h = self._apply(f"{name}.{sub_name}", sub, h)
+            return h
+        s = self.state
+        if isinstance(module, nn.Flatten):
+            self._stacked = False
+            b = h.shape[0]
+            return h.reshape(b, self.k, -1).transpose(0, 1)  # (K, B, C*prod(S))
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            out = F.batch_norm(h, s[f"{name}.running_mean"].view(-1), s[f"{name}.running_var"].view(-1),
+                               s[f"{name}.weight"].reshape(-1), s[f"{name}.bias"].reshape(-1), self.training,
+                               module.momentum, module.eps)
+            if self.training:
+                s[f"{name}.num_batches_tracked"] += 1
+            return out
+        if isinstance(module, nn.GroupNorm):  # each member's groups are contiguous channel blocks
+            return F.group_norm(h, self.k * module.num_groups, s[f"{name}.weight"].reshape(-1),
+                                s[f"{name}.bias"].reshape(-1), module.eps)
+        if isinstance(module, (nn.InstanceNorm1d, nn.InstanceNorm2d)):
+            return F.instance_norm(h, weight=s[f"{name}.weight"].reshape(-1), bias=s[f"{name}.bias"].reshape(-1),
+                                   use_input_stats=True, eps=module.eps)
+        if isinstance(module, nn.Dropout):
+            if not self.training:
+                return h
+            b, kc = h.shape[:2]
+            per = h.view(b, self.k, kc // self.k, *h.shape[2:]).transpose(0, 1)  # (K, B, C, *S)
+            return self._dropout(per).transpose(0, 1).reshape(h.shape)
+        if isinstance(module, (*_PER_CHANNEL, *_ELEMENTWISE)):
+            return module(h)
+        raise TypeError(f"StackedNet cannot apply {type(module).__name__} in a conv block ({UNSUPPORTED})")
 
     def _affine(self, name: str, h: torch.Tensor) -> torch.Tensor:
         return h * self.state[f"{name}.weight"].unsqueeze(1) + self.state[f"{name}.bias"].unsqueeze(1)

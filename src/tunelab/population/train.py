@@ -82,14 +82,15 @@ def group(cfgs: Sequence[RunConfig]) -> list[list[int]]:
 
 
 def stackable(cfg: RunConfig) -> bool:
-    """Whether the population can train ``cfg`` (an MLP; other models run one by one).
+    """Whether the population can train ``cfg`` (tunelab's mlp and cnn; a user-registered model
+    runs one by one).
 
     Example:
         >>> from tunelab.config import from_dict
         >>> stackable(from_dict({})), stackable(from_dict({"model": {"name": "cnn"}}))
-        (True, False)
+        (True, True)
     """
-    return cfg.model.name == "mlp"
+    return cfg.model.name in ("mlp", "cnn")
 
 
 @dataclass
@@ -167,7 +168,7 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
     if len(keys) != 1:
         raise ValueError("train_population needs configs of one bucket; sort them with group()")
     if not all(stackable(c) for c in cfgs):
-        raise ValueError("train_population trains MLPs only (model.name: mlp)")
+        raise ValueError("train_population trains tunelab's mlp and cnn models only")
     first = cfgs[0]
     set_threads(first.training.threads)
     if data is None:

@@ -265,7 +265,7 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
     ``runs/tensorboard/<study>/trial-NNNN``. ``trial_folders`` (a folder) gives every trial a
     live run folder ``trial-NNNN`` in it, which ``tunelab control`` and ``tunelab runs`` reach.
     ``executor``: auto (inline, or processes with ``workers`` > 1), inline, processes, or population
-    (up to ``population_size`` MLP trials trained together as one stacked computation).
+    (up to ``population_size`` mlp/cnn trials trained together as one stacked computation).
     """
     from tunelab.execute import make_executor
 
