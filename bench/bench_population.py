@@ -10,7 +10,8 @@ a JSON line to bench/results/bench_population.jsonl):
    thread each), population (2 threads) and population with 2 workers (one population per
    process, one thread each).
 2. training: the same kind of bucket trained in this process, without storage: train_population
-   of K members against fit() of each member one by one (one thread), K = 8, 21 and 64.
+   of K members against fit() of each member one by one (one thread), K = 8, 21 and 64; and 16
+   digits CNNs.
 3. mnist: 16 MNIST MLPs (784-256-128-10, adam, dropout varied, 2 epochs) with the population
    against the process executor (--workers 2), end to end (needs TUNELAB_DATA).
 
@@ -92,9 +93,6 @@ def training(repeats: int) -> dict:
     import torch
 
     from tunelab.config import from_dict
-    from tunelab.population import train_population
-    from tunelab.trainer.fit import fit
-    from tunelab.trainer.prepare import prepare
 
     torch.set_num_threads(1)
     out = {}
@@ -105,21 +103,38 @@ def training(repeats: int) -> dict:
         cfgs = [from_dict({"data": {"name": "digits"}, "model": {"hidden": [64, 32], "dropout": float(rng.uniform(0, .5))},
                            "optimizer": {"name": "adam", "lr": float(10 ** rng.uniform(-4, -1))},
                            "training": {"epochs": 20, "batch_size": 64, "threads": 1, "seed": i}}) for i in range(k)]
-        train_population(cfgs[:2], test=False)  # warm: data cache, kernels
-        pop, one = [], []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            train_population(cfgs, test=False)
-            pop.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            for c in cfgs:
-                run = prepare(c, cache=True)
-                fit(c, run.data, run.model, test=False)
-            one.append(time.perf_counter() - t0)
-        p, o = statistics.median(pop), statistics.median(one)
+        p, o = _versus(cfgs, repeats)
         print(f"| K = {k} | {p:.2f} | {o:.2f} | {o / p:.2f}x |")
         out[f"K={k}"] = {"population": p, "one_by_one": o}
+    print("\n| bucket of 16 digits CNNs (channels [8, 16], head [32], momentum, 10 epochs), 1 thread | "
+          "population s | one by one s | speed-up |\n|---|---|---|---|")
+    cnns = [from_dict({"data": {"name": "digits"}, "model": {"name": "cnn", "channels": [8, 16], "hidden": [32]},
+                       "optimizer": {"name": "momentum", "lr": 0.01 * (1 + i % 4)},
+                       "training": {"epochs": 10, "batch_size": 64, "threads": 1, "seed": i}}) for i in range(16)]
+    p, o = _versus(cnns, repeats)
+    print(f"| K = 16 | {p:.2f} | {o:.2f} | {o / p:.2f}x |")
+    out["cnn K=16"] = {"population": p, "one_by_one": o}
     return {"training": out}
+
+
+def _versus(cfgs: list, repeats: int) -> tuple[float, float]:
+    """Median seconds of train_population(cfgs) and of fit() of each config one by one."""
+    from tunelab.population import train_population
+    from tunelab.trainer.fit import fit
+    from tunelab.trainer.prepare import prepare
+
+    train_population(cfgs[:2], test=False)  # warm: data cache, kernels
+    pop, one = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        train_population(cfgs, test=False)
+        pop.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for c in cfgs:
+            run = prepare(c, cache=True)
+            fit(c, run.data, run.model, test=False)
+        one.append(time.perf_counter() - t0)
+    return statistics.median(pop), statistics.median(one)
 
 
 def mnist(repeats: int) -> dict:
