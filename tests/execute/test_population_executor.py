@@ -161,3 +161,48 @@ def test_a_dead_worker_fails_its_members_and_the_others_finish():
     dead = [n for n, e in finals.items() if e.kind == "failed"]
     assert killed["number"] in dead and all("worker process died" in finals[n].error for n in dead)
     assert len(dead) == 2 and all(finals[n].kind == "done" for n in finals if n not in dead)
+
+
+POP_DRIVER = """
+import sys, tunelab
+space = {"base": {"data": {"name": "digits"}, "model": {"hidden": [32]},
+                  "training": {"epochs": 30, "batch_size": 32, "threads": 1}},
+         "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
+tunelab.tune(space, trials=int(sys.argv[2]), storage=sys.argv[1], study="pop", seed=0,
+             executor="population", population_size=4, workers=int(sys.argv[3]))
+"""
+
+
+def _pop_states(storage):
+    try:
+        return [t.state for t in optuna.load_study(study_name="pop", storage=storage).get_trials()]
+    except KeyError:  # not created yet
+        return []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_in_a_population_study_leaves_nothing_running_and_a_rerun_finishes(tmp_path, workers):
+    import subprocess
+    import sys
+    import time
+
+    storage = f"sqlite:///{tmp_path}/p.db"
+    proc = subprocess.Popen([sys.executable, "-c", POP_DRIVER, storage, "8", str(workers)],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # interrupt while the first population trains
+        trials = optuna.load_study(study_name="pop", storage=storage).get_trials() if _pop_states(storage) else []
+        if any(t.intermediate_values for t in trials):
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    trials = optuna.load_study(study_name="pop", storage=storage).get_trials()
+    assert trials and optuna.trial.TrialState.RUNNING not in [t.state for t in trials]
+    assert all(t.user_attrs.get("requeued") for t in trials if t.state == optuna.trial.TrialState.FAIL)
+    subprocess.run([sys.executable, "-c", POP_DRIVER, storage, "8", str(workers)], check=True, timeout=300,
+                   capture_output=True)
+    after = optuna.load_study(study_name="pop", storage=storage).get_trials()
+    done = [t for t in after if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 8 and optuna.trial.TrialState.RUNNING not in [t.state for t in after]
