@@ -176,6 +176,17 @@ class StackedOptimizer:
                    maximize=False)
 
     # ------------------------------------------------------------------ members
+    @torch.no_grad()
+    def copy_member(self, dst: int, src: int) -> None:
+        """Member ``dst`` takes member ``src``'s optimizer state (population-based training)."""
+        self.steps[dst] = self.steps[src]
+        if self.per_member:
+            self.members[dst] = {k: [None if t is None else t.clone() for t in v]
+                                 for k, v in self.members[src].items()}
+        for st in self.state:
+            for t in st.values():
+                t[dst] = t[src]
+
     def keep(self, index: torch.Tensor, params: Sequence[torch.Tensor]) -> None:
         """Keep the members at ``index``; ``params`` are the compacted parameter tensors."""
         self.params = list(params)

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -38,6 +39,7 @@ from tunelab.config import RunConfig, to_dict
 from tunelab.data.augment import augment_batch, check_augment
 from tunelab.optim import LrSchedule
 from tunelab.population.optim import StackedOptimizer
+from tunelab.population.pbt import PBTConfig, check_space, plan, explore
 from tunelab.population.stack import StackedNet, supported
 from tunelab.trainer.fit import EpochEvent, RunResult, epoch_steps, finish_run, period_steps, train_eval_subset
 from tunelab.trainer.policy import diverged_loss, early_stopping_on, epoch_end, keep_best
@@ -107,6 +109,7 @@ class _Member:
     state: RunState = field(default_factory=RunState)
     best_weights: Optional[dict] = None
     seconds: float = 0.0
+    lineage: list = field(default_factory=list)  # population-based training: what it copied, when
 
     def lr(self, step: int) -> float:
         return self.sched.lr(self.state.epoch, step, self.state.plateau.scale) * self.state.lr_mult
@@ -153,13 +156,17 @@ def _grad_norms(net: StackedNet) -> list[dict[str, float]]:
 
 def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
                      on_epoch: Optional[OnEpoch] = None, test: bool = True,
-                     on_member_done: Optional[Callable[[int, RunResult], None]] = None) -> list[RunResult]:
+                     on_member_done: Optional[Callable[[int, RunResult], None]] = None,
+                     pbt: Optional[PBTConfig] = None) -> list[RunResult]:
     """Train ``cfgs`` (one bucket: see ``bucket_key``) together; a RunResult per config, in order.
 
     ``data`` is the DataBundle (None: loaded once for the first config, on its device);
     ``on_epoch(i, event)`` sees member i's epoch ends and may answer "stop"; ``on_member_done(i,
     result)`` is called as soon as member i finishes (before the others); ``test=False`` never
-    reads the test set.
+    reads the test set. ``pbt`` turns on population-based training: every ``pbt.interval`` epochs
+    the bottom quantile copies the top (weights, optimizer and schedule state) and explores its
+    hyperparameters (``population.pbt``); each copy is an event ``{"kind": "pbt", ...}`` in the
+    member's ``result.events``.
     """
     from tunelab.trainer.prepare import load_run_data, new_model, set_threads
 
@@ -194,6 +201,9 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
     net.generators = [m.drop_gen for m in members]
     opt = StackedOptimizer(first.optimizer.name, net.params(), _hyper(members, device))
     x_fit, y_fit = train_eval_subset(data, first)
+    if pbt is not None:
+        check_space(list(pbt.space))
+    pbt_rng = np.random.default_rng(pbt.seed if pbt is not None else 0)
     results: dict[int, RunResult] = {}
     perms: Optional[torch.Tensor] = None
     perm_pass = -1
@@ -204,7 +214,7 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
         best = m.best_weights if early_stopping_on(m.state, m.cfg) else None
         result = finish_run(m.cfg, data, m.model, list(m.state.history), m.state.early, best, status, message,
                             m.seconds, test)
-        result.events, result.num_classes = list(m.state.events), data.num_classes
+        result.events, result.num_classes = [*m.state.events, *m.lineage], data.num_classes
         results[m.index] = result
         if on_member_done is not None:
             on_member_done(m.index, result)
@@ -278,6 +288,10 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
                     done.append((m, action.stop, action.message))
                 elif m.state.epoch >= m.cfg.training.epochs:
                     done.append((m, "completed", ""))
+            if pbt is not None and (epoch + 1) % pbt.interval == 0:
+                leaving = {id(m) for m, _, _ in done}
+                _exploit_explore([m for m in members if id(m) not in leaving], members, net, opt, pbt, pbt_rng,
+                                 device, period)
             for m, status, message in done:
                 finish(m, status, message)
             if done:
@@ -286,3 +300,37 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
         for m in list(members):
             finish(m, "interrupted", f"interrupted after {len(m.state.history)} epochs")
     return [results[i] for i in range(len(cfgs))]
+
+
+def _value(cfg: RunConfig, key: str) -> Any:
+    """The value of dotted ``key`` in a config (``optimizer.lr``)."""
+    out: Any = cfg
+    for part in key.split("."):
+        out = getattr(out, part)
+    return out
+
+
+@torch.no_grad()
+def _exploit_explore(ranked: list[_Member], members: list[_Member], net: StackedNet, opt: StackedOptimizer,
+                     pbt: PBTConfig, rng: np.random.Generator, device, period: int) -> None:
+    """One PBT step among ``ranked`` (members that go on): copy, then perturb or resample."""
+    from tunelab.config import replace
+
+    scores = [m.state.history[-1].get(pbt.metric, math.nan) for m in ranked]
+    for dst_m, src_m in ((ranked[d], ranked[s]) for d, s in plan(scores, pbt.quantile, rng, pbt.maximize)):
+        dst, src = members.index(dst_m), members.index(src_m)
+        for name in net.names:  # weights and batch-norm statistics
+            net.state[name].data[dst] = net.state[name].data[src]
+        opt.copy_member(dst, src)
+        values = explore({k: _value(src_m.cfg, k) for k in pbt.space}, pbt, rng)
+        dst_m.cfg = replace(dst_m.cfg, [f"{k}={v!r}" for k, v in values.items()])
+        dst_m.sched = LrSchedule(dst_m.cfg.schedule, dst_m.cfg.optimizer.lr, dst_m.cfg.training.epochs, period)
+        dst_m.state = dataclasses.replace(dst_m.state, plateau=src_m.state.plateau, early=src_m.state.early,
+                                          lr_mult=src_m.state.lr_mult)
+        dst_m.best_weights = src_m.best_weights
+        for name, column in _hyper([dst_m], device).items():
+            opt.hyper[name][dst] = column[0]
+        net.dropout_p[dst] = dst_m.cfg.model.dropout
+        dst_m.lineage.append({"kind": "pbt", "epoch": dst_m.state.epoch, "from": src_m.index,
+                              "score": scores[ranked.index(dst_m)], "from_score": scores[ranked.index(src_m)],
+                              "values": values})
