@@ -95,3 +95,49 @@ def test_exploit_with_adam_member_by_member_copies_the_optimizer_state(monkeypat
     a, b = good.model.state_dict(), bad.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert math.isclose(bad.history[-1]["val_loss"], good.history[-1]["val_loss"])
+
+
+PBT_SPACE = {"base": {"data": {"name": "digits"}, "model": {"hidden": [32]}, "training": {"epochs": 4, "threads": 1}},
+             "space": {"optimizer.lr": {"log_uniform": [1e-4, 1e-1]}, "model.dropout": {"uniform": [0.0, 0.5]}}}
+
+
+def test_a_pbt_study_trains_one_population_and_stores_each_members_lineage():
+    import tunelab
+
+    result = tunelab.tune(PBT_SPACE, sampler="pbt", trials=8, interval=2, seed=0)
+    trials = result.study.trials
+    assert len(trials) == 8 and all(t.state.name == "COMPLETE" for t in trials)
+    assert len({t.user_attrs["pid"] for t in trials}) == 1  # one population
+    copies = [e for t in trials for e in t.user_attrs["result"].get("pbt", [])]
+    assert copies and all(e["epoch"] in (2,) for e in copies)  # interval 2 of 4 epochs: one step
+    assert len(copies) == 2  # the bottom quarter of 8
+    numbers = {t.number for t in trials}
+    for t in trials:
+        for e in t.user_attrs["result"].get("pbt", []):
+            assert e["from_trial"] in numbers and e["from_trial"] != t.number
+            assert e["score"] <= e["from_score"]
+            assert 1e-4 <= e["values"]["optimizer.lr"] <= 1e-1 and 0.0 <= e["values"]["model.dropout"] <= 0.5
+            # from the copy on, the member trains with its new lr
+            assert t.user_attrs["history"][e["epoch"]]["lr"] == pytest.approx(e["values"]["optimizer.lr"])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(pruner="median"), r"^pruner='median' does not go with sampler='pbt'"),
+    (dict(workers=2), r"^workers=2 does not go with sampler='pbt'"),
+    (dict(executor="inline"), r"^executor='inline' does not go with sampler='pbt'"),
+    (dict(population_size=4), r"^population_size=4 differs from trials=8"),
+    (dict(interval=0), r"^interval=0 is out of range"),
+])
+def test_pbt_refuses_what_it_cannot_do_in_one_line(kwargs, message):
+    import tunelab
+
+    with pytest.raises(ConfigError, match=message):
+        tunelab.tune(PBT_SPACE, sampler="pbt", trials=8, **kwargs)
+
+
+def test_pbt_refuses_a_space_of_structural_keys():
+    import tunelab
+
+    space = {**PBT_SPACE, "space": {"model.hidden": {"choice": [[16], [32]]}}}
+    with pytest.raises(ConfigError, match=r"^space.model.hidden cannot change while a member trains"):
+        tunelab.tune(space, sampler="pbt", trials=4)

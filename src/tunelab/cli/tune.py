@@ -22,7 +22,8 @@ from tunelab.errors import ConfigError
 # the library names its arguments; the CLI user typed these flags
 FLAGS = {"trials": "--trials", "workers": "--workers", "sampler": "--sampler", "pruner": "--pruner",
          "storage": "--storage", "study": "--study", "round_size": "--round-size", "timeout": "--timeout",
-         "grace_epochs": "--grace-epochs"}
+         "grace_epochs": "--grace-epochs", "interval": "--interval", "population_size": "--population-size",
+         "executor": "--executor", "stages": "--stages"}
 
 
 def cli_words(message: str, flags: Optional[dict] = None) -> str:
@@ -137,7 +138,8 @@ def _start_lines(p, trials: int, staged: bool, where: str) -> list[str]:
 def tune_command(
     space: Path = typer.Argument(..., metavar="SPACE", help="Space file: base (train config), space (dotted key -> "
                                  "distribution), objective, stages."),
-    sampler: str = typer.Option("random", "--sampler", metavar="grid|random|coarse-to-fine|tpe|gp", help="grid, random, coarse-to-fine, tpe or gp."),
+    sampler: str = typer.Option("random", "--sampler", metavar="grid|random|coarse-to-fine|tpe|gp|pbt", help="grid, random, coarse-to-fine, tpe, gp, or pbt (population-based training: all --trials as one population)."),
+    interval: int = typer.Option(4, "--interval", metavar="N", help="--sampler pbt: epochs between exploit/explore steps."),
     trials: int = typer.Option(20, "--trials", "-n", metavar="N", help="Finished trials wanted in total (a rerun continues up to this)."),
     pruner: str = typer.Option("none", "--pruner", metavar="none|median|asha|hyperband", help="none, median, asha or hyperband (on the per-epoch objective)."),
     grace_epochs: Optional[int] = typer.Option(None, "--grace-epochs", metavar="N", help="Pruners never stop a "
@@ -195,7 +197,7 @@ def tune_command(
     kwargs = dict(sampler=sampler, trials=trials, pruner=pruner, workers=workers, trial_folders=trial_folders,
                   storage=where, study=study, seed=seed, stages=stages, round_size=round_size,
                   overrides=list(set_), fresh=fresh, timeout=timeout, grace_epochs=grace_epochs,
-                  executor=executor, population_size=population_size)
+                  executor=executor, population_size=population_size, interval=interval)
     try:
         with cli_errors():  # the library names its arguments; say the flags the user typed
             if live:

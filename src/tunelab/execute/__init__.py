@@ -35,7 +35,7 @@ EXECUTORS = Registry("--executor")
 
 
 @EXECUTORS.register("inline")
-def _inline(workers: int = 1, population_size: Optional[int] = None) -> InlineExecutor:
+def _inline(workers: int = 1, population_size: Optional[int] = None, pbt=None) -> InlineExecutor:
     if workers != 1:
         raise ConfigError(f"--workers={workers!r} needs --executor processes; "
                           "--executor inline runs one trial at a time")
@@ -43,19 +43,20 @@ def _inline(workers: int = 1, population_size: Optional[int] = None) -> InlineEx
 
 
 @EXECUTORS.register("processes")
-def _processes(workers: int = 2, population_size: Optional[int] = None) -> ProcessExecutor:
+def _processes(workers: int = 2, population_size: Optional[int] = None, pbt=None) -> ProcessExecutor:
     return ProcessExecutor(workers)
 
 
 @EXECUTORS.register("population")
-def _population(workers: int = 1, population_size: Optional[int] = None) -> PopulationExecutor:
-    return PopulationExecutor(DEFAULT_SIZE if population_size is None else population_size, workers)
+def _population(workers: int = 1, population_size: Optional[int] = None, pbt=None) -> PopulationExecutor:
+    return PopulationExecutor(DEFAULT_SIZE if population_size is None else population_size, workers, pbt)
 
 
 EXECUTOR_NAMES = ["auto", *EXECUTORS.names()]
 
 
-def make_executor(workers: int, executor: str = "auto", population_size: Optional[int] = None) -> Executor:
+def make_executor(workers: int, executor: str = "auto", population_size: Optional[int] = None,
+                  pbt=None) -> Executor:
     """The executor named ``executor`` for ``workers`` parallel trials; ``auto``: inline for 1
     worker, processes for more (``population`` is chosen by name: see docs/benchmarks.md for
     when it wins).
@@ -73,4 +74,4 @@ def make_executor(workers: int, executor: str = "auto", population_size: Optiona
                           f"got --executor {executor}")
     if executor == "auto":
         executor = "inline" if workers == 1 else "processes"
-    return EXECUTORS.get(executor)(workers=workers, population_size=population_size)
+    return EXECUTORS.get(executor)(workers=workers, population_size=population_size, pbt=pbt)

@@ -44,10 +44,10 @@ class PopulationExecutor:
     bucket is split among that many long-lived worker processes, one population per process, each
     on its share of the free cores (as the process executor splits them)."""
 
-    def __init__(self, size: int = DEFAULT_SIZE, workers: int = 1) -> None:
+    def __init__(self, size: int = DEFAULT_SIZE, workers: int = 1, pbt=None) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigError(f"--population-size={size!r} is out of range; allowed: a whole number >= 1")
-        self.size, self.workers = size, workers
+        self.size, self.workers, self.pbt = size, workers, pbt  # pbt: a PBTConfig (population-based training)
         self._running: list[int] = []
         self._pool: list = []  # (process, connection) of each worker, started on first use
 
@@ -123,6 +123,9 @@ class PopulationExecutor:
             return None
 
         def on_member_done(i: int, result) -> None:
+            for e in result.events:  # population-based training names members by position: say the trial
+                if e.get("kind") == "pbt" and "from_trial" not in e:
+                    e["from_trial"] = specs[e["from"]].number
             if result.status == "interrupted":
                 interrupted.append(specs[i].number)
                 return
@@ -131,7 +134,7 @@ class PopulationExecutor:
 
         try:
             train_population([c for _, c in pairs], on_epoch=on_epoch, test=specs[0].test,
-                             on_member_done=on_member_done)
+                             on_member_done=on_member_done, pbt=self.pbt)
         except Exception as e:  # noqa: BLE001 - the bucket cannot go on: each trial in flight fails
             if interrupted_write(e):  # Ctrl-C inside the driver's storage write: stop the study
                 raise KeyboardInterrupt("interrupted during a storage write") from e

@@ -84,6 +84,9 @@ def final_event(spec: TrialSpec, result, pruned_step: int = 0) -> Event:
     """The final Event of a trained trial from its RunResult: pruned (``pruned_step``: the epoch
     the driver's decision stopped it at; or stopped by the user), failed (diverged) or done."""
     metrics = {**result.summary(), "history": result.history}
+    lineage = [e for e in getattr(result, "events", []) if e.get("kind") == "pbt"]
+    if lineage:  # population-based training: what the member copied, when, and its new values
+        metrics["pbt"] = lineage
     if result.status == "stopped" and not pruned_step:  # stopped by the user (tunelab control)
         return Event(spec.number, "pruned", result.epochs_run, metrics=metrics)
     if result.status == "diverged":

@@ -38,6 +38,13 @@ def _random(space: SearchSpace, seed: int | None) -> optuna.samplers.BaseSampler
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+@SAMPLERS.register("pbt")
+def _pbt(space: SearchSpace, seed: int | None) -> optuna.samplers.BaseSampler:
+    """Population-based training: the first values at random; the population executor then
+    exploits and explores while the members train (tunelab.population.pbt)."""
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
 @SAMPLERS.register("tpe")
 def _tpe(space: SearchSpace, seed: int | None, n_startup_trials: int = 10
          ) -> optuna.samplers.BaseSampler:

@@ -250,7 +250,7 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
          trial_folders: Optional[Union[str, Path]] = None, overrides: Sequence[str] = (),
          fresh: bool = False, timeout: Optional[float] = None,
          grace_epochs: Optional[int] = None, executor: str = "auto",
-         population_size: Optional[int] = None) -> TuneResult:
+         population_size: Optional[int] = None, interval: int = 4) -> TuneResult:
     """Search ``space`` with ``sampler`` for ``trials`` finished trials (see the CLI help).
 
     ``objective(config: dict, reporter) -> float`` tunes your own code: call
@@ -266,10 +266,17 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
     live run folder ``trial-NNNN`` in it, which ``tunelab control`` and ``tunelab runs`` reach.
     ``executor``: auto (inline, or processes with ``workers`` > 1), inline, processes, or population
     (up to ``population_size`` mlp/cnn trials trained together as one stacked computation).
+    ``sampler="pbt"``: population-based training of all ``trials`` as one population; every
+    ``interval`` epochs the bottom quarter copies the top quarter and explores (perturb x0.8/x1.2 or
+    resample) the searched hyperparameters, which must be ones a member can change while it trains.
     """
     from tunelab.execute import make_executor
 
     _check_args(trials, workers, sampler, round_size, timeout, grace_epochs)
+    pbt = None
+    if sampler == "pbt":
+        executor, population_size, pbt = _pbt_setup(space, objective, overrides, trials, workers, executor,
+                                                    population_size, pruner, stages, interval, seed)
     make_executor(workers, executor, population_size)  # a bad name or size fails before any write
     sp = _with_overrides(load_space(space, custom=objective is not None), overrides)
     if objective is None and _wants_tensorboard(sp):
@@ -307,7 +314,7 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
         driver = StudyDriver(st, stage_space, keys, base, target, objective, on_progress, run_root=runs_root,
                              timeout=left)
         driver.progress.grid, driver.progress.deleted = grid, deleted if i == 0 else 0
-        with make_executor(workers, executor, population_size) as runner:
+        with make_executor(workers, executor, population_size, pbt=pbt) as runner:
             progress = driver.run(runner)
         value, best_vals, config, number = _best(st, sp, keys)
         fixed = {**fixed, **best_vals}
@@ -319,6 +326,34 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
         if progress.stopped_early:  # a later stage would start from an unfinished one
             break
     return result
+
+
+def _pbt_setup(space, objective, overrides, trials: int, workers: int, executor: str,
+               population_size: Optional[int], pruner: str, stages: bool, interval: int, seed: Optional[int]):
+    """(executor, population size, PBTConfig) of a population-based training, or a one-line error
+    for what it cannot do."""
+    from tunelab.population.pbt import PBTConfig, check_space
+
+    if objective is not None:
+        raise ConfigError("sampler='pbt' trains tunelab configs as one population; a user objective cannot be "
+                          "copied mid-run; allowed: no objective")
+    bad = [(k, v) for k, v in (("executor", executor if executor not in ("auto", "population") else None),
+                               ("pruner", pruner if pruner != "none" else None),
+                               ("workers", workers if workers != 1 else None),
+                               ("stages", True if stages else None)) if v is not None]
+    if bad:
+        key, value = bad[0]
+        raise ConfigError(f"{key}={value!r} does not go with sampler='pbt' (one population in one process, "
+                          f"members copied, not pruned); allowed: the defaults")
+    if population_size is not None and population_size != trials:
+        raise ConfigError(f"population_size={population_size} differs from trials={trials}; with sampler='pbt' "
+                          f"every trial is a member of the one population: leave population_size out")
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+        raise ConfigError(f"interval={interval!r} is out of range; allowed: a whole number of epochs >= 1")
+    sp = _with_overrides(load_space(space), overrides)
+    check_space(list(sp.params))
+    return "population", trials, PBTConfig(dict(sp.params), interval=interval, metric=sp.objective_metric,
+                                           seed=0 if seed is None else seed)
 
 
 def _sampler(name: str, space: SearchSpace, seed: Optional[int], opts: dict):
