@@ -141,3 +141,21 @@ def test_pbt_refuses_a_space_of_structural_keys():
     space = {**PBT_SPACE, "space": {"model.hidden": {"choice": [[16], [32]]}}}
     with pytest.raises(ConfigError, match=r"^space.model.hidden cannot change while a member trains"):
         tunelab.tune(space, sampler="pbt", trials=4)
+
+
+def test_the_study_report_draws_the_lineage_of_a_pbt_study():
+    import tunelab
+    from tunelab.report.study_figs import lineage_data, study_figures
+
+    result = tunelab.tune(PBT_SPACE, sampler="pbt", trials=8, interval=2, seed=1)
+    data = lineage_data(result.study)
+    stored = sorted((e["epoch"], e["from_trial"], t.number) for t in result.study.trials
+                    for e in t.user_attrs["result"].get("pbt", []))
+    assert sorted((c["epoch"], c["source"], c["target"]) for c in data["copies"]) == stored and stored
+    for epoch, _, target in stored:  # the schedule changes at the copy, to the stored values
+        points = data["schedules"][target]["points"]
+        assert any(e == epoch for e, _ in points)
+    figs = study_figures(result.study)
+    assert "lineage" in figs and len(figs["lineage"].axes) == 2
+    plain = tunelab.tune(PBT_SPACE, sampler="random", trials=2, seed=1)
+    assert "lineage" not in study_figures(plain.study)

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from optuna.distributions import CategoricalDistribution  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
-__all__ = ["history_data", "parallel_data", "importance_data", "slice_data", "best_curves_data",
+__all__ = ["lineage_data", "plot_lineage", "history_data", "parallel_data", "importance_data", "slice_data", "best_curves_data",
            "plot_history", "plot_parallel", "plot_importance", "plot_slices", "plot_best_curves",
            "study_figures"]
 
@@ -273,8 +273,69 @@ def plot_best_curves(data: dict | optuna.Study, title: str = "best trials") -> F
     return fig
 
 
+def lineage_data(study: optuna.Study) -> dict[str, Any]:
+    """Population-based training: each trial's hyperparameter schedule (piecewise constant from its
+    starting values, changed at each copy) and the copies (epoch, from trial, to trial).
+
+    Example:
+        >>> study = optuna.create_study()
+        >>> lineage_data(study)["copies"]
+        []
+    """
+    schedules, copies, keys = {}, [], []
+    for t in study.get_trials(deepcopy=False):
+        events = (t.user_attrs.get("result") or {}).get("pbt") or []
+        history = t.user_attrs.get("history") or []
+        if not history:
+            continue
+        keys = keys or list(t.params)
+        epochs = len(history)
+        points = [(0, dict(t.params))]
+        for e in events:
+            points.append((int(e["epoch"]), {**points[-1][1], **e["values"]}))
+            copies.append(dict(epoch=int(e["epoch"]), source=e.get("from_trial", e.get("from")), target=t.number))
+        schedules[t.number] = dict(points=points, epochs=epochs, value=t.value)
+    return dict(keys=keys, schedules=schedules, copies=copies, dists=_param_dists(_completed(study)))
+
+
+def plot_lineage(data: dict | optuna.Study, title: str = "population-based training: lineage") -> Figure:
+    """One panel per searched hyperparameter: each trial's value over the epochs (a step line), and
+    each copy as a dashed line from the source trial's value to the target's new value."""
+    d = _data(data, lineage_data)
+    keys = d["keys"] or ["-"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False, constrained_layout=True)
+    if not d["copies"]:
+        return _note(fig, axes[0][0], "no member copied another (no population-based training step)")
+    values = [s["value"] for s in d["schedules"].values() if s["value"] is not None]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    cmap = plt.get_cmap("viridis")
+    for ax, key in zip(axes[0], keys):
+        def at(number: int, epoch: int) -> Any:
+            return [v for e, v in d["schedules"][number]["points"] if e <= epoch][-1][key]
+
+        for number, s in d["schedules"].items():
+            shade = 0.5 if s["value"] is None or hi == lo else (s["value"] - lo) / (hi - lo)
+            for (e, v), nxt in zip(s["points"], [*s["points"][1:], (s["epochs"], None)]):
+                ax.plot([e, nxt[0]], [v[key], v[key]], color=cmap(shade), linewidth=1.4)  # one value, no jump
+        for c in d["copies"]:
+            if c["source"] in d["schedules"]:
+                ax.plot([c["epoch"], c["epoch"]], [at(c["source"], c["epoch"] - 1), at(c["target"], c["epoch"])],
+                        "--", color="grey", linewidth=0.8)
+        if _is_log(d["dists"].get(key)):
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{title} (colour: final objective, bright = high; dashed: a copy)")
+    return fig
+
+
 def study_figures(study: optuna.Study) -> dict[str, Figure]:
-    """All study figures by name: history, parallel, importance, slices, best_curves."""
-    return {"history": plot_history(study), "parallel": plot_parallel(study),
+    """All study figures by name: history, parallel, importance, slices, best_curves, and lineage
+    for population-based training."""
+    figs = {"history": plot_history(study), "parallel": plot_parallel(study),
             "importance": plot_importance(study), "slices": plot_slices(study),
             "best_curves": plot_best_curves(study)}
+    if study.user_attrs.get("sampler") == "pbt":
+        figs["lineage"] = plot_lineage(study)
+    return figs
