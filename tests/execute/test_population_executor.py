@@ -206,3 +206,17 @@ def test_ctrl_c_in_a_population_study_leaves_nothing_running_and_a_rerun_finishe
     after = optuna.load_study(study_name="pop", storage=storage).get_trials()
     done = [t for t in after if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 8 and optuna.trial.TrialState.RUNNING not in [t.state for t in after]
+
+
+def test_coarse_to_fine_on_the_population_trains_one_round_at_a_time():
+    from tunelab.search.coarse_to_fine import stored_rounds
+
+    space = {**SPACE, "space": {"optimizer.lr": {"log_uniform": [1e-4, 1.0]}}}
+    result = tunelab.tune(space, sampler="coarse-to-fine", trials=16, round_size=8, seed=0,
+                          executor="population", population_size=32)
+    rounds = stored_rounds(result.study)
+    assert len(rounds) == 2
+    lo0, hi0 = rounds[0]["optimizer.lr"]["log_uniform"]
+    lo1, hi1 = rounds[1]["optimizer.lr"]["log_uniform"]
+    assert hi1 / lo1 < hi0 / lo0 / 10  # round 1 was narrowed from round 0's results
+    assert all(t.state.name == "COMPLETE" for t in result.study.trials)

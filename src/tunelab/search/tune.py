@@ -265,7 +265,8 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
     ``runs/tensorboard/<study>/trial-NNNN``. ``trial_folders`` (a folder) gives every trial a
     live run folder ``trial-NNNN`` in it, which ``tunelab control`` and ``tunelab runs`` reach.
     ``executor``: auto (inline, or processes with ``workers`` > 1), inline, processes, or population
-    (up to ``population_size`` mlp/cnn trials trained together as one stacked computation).
+    (up to ``population_size`` mlp/cnn trials trained together as one stacked computation; with
+    coarse-to-fine at most one round at a time, as the next round is narrowed from this one's results).
     ``sampler="pbt"``: population-based training of all ``trials`` as one population; every
     ``interval`` epochs the bottom quarter copies the top quarter and explores (perturb x0.8/x1.2 or
     resample) the searched hyperparameters, which must be ones a member can change while it trains.
@@ -314,7 +315,12 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
         driver = StudyDriver(st, stage_space, keys, base, target, objective, on_progress, run_root=runs_root,
                              timeout=left)
         driver.progress.grid, driver.progress.deleted = grid, deleted if i == 0 else 0
-        with make_executor(workers, executor, population_size, pbt=pbt) as runner:
+        size = population_size
+        if sampler == "coarse-to-fine" and executor == "population":  # a round is one population: the
+            from tunelab.execute.population import DEFAULT_SIZE  # next round needs this one's results
+
+            size = min(population_size or DEFAULT_SIZE, opts["round_size"])
+        with make_executor(workers, executor, size, pbt=pbt) as runner:
             progress = driver.run(runner)
         value, best_vals, config, number = _best(st, sp, keys)
         fixed = {**fixed, **best_vals}
