@@ -29,7 +29,7 @@ def _values(result):
 
 
 def test_a_population_study_gives_the_inline_study_trial_for_trial():
-    inline = tunelab.tune(SPACE, trials=6, seed=3)
+    inline = tunelab.tune(SPACE, trials=6, seed=3, executor="inline")
     population = tunelab.tune(SPACE, trials=6, seed=3, executor="population", population_size=6)
     a, b = _values(inline), _values(population)
     assert sorted(a) == sorted(b) == list(range(6))
@@ -128,7 +128,7 @@ def test_cli_tune_runs_on_the_population_and_refuses_bad_options(tmp_path, capsy
 
 
 def test_two_worker_processes_give_the_inline_study_trial_for_trial():
-    inline = tunelab.tune(SPACE, trials=6, seed=5)
+    inline = tunelab.tune(SPACE, trials=6, seed=5, executor="inline")
     parallel = tunelab.tune(SPACE, trials=6, seed=5, executor="population", population_size=6, workers=2)
     a, b = _values(inline), _values(parallel)
     assert sorted(a) == sorted(b) == list(range(6))
@@ -220,3 +220,46 @@ def test_coarse_to_fine_on_the_population_trains_one_round_at_a_time():
     lo1, hi1 = rounds[1]["optimizer.lr"]["log_uniform"]
     assert hi1 / lo1 < hi0 / lo0 / 10  # round 1 was narrowed from round 0's results
     assert all(t.state.name == "COMPLETE" for t in result.study.trials)
+
+
+@pytest.mark.parametrize("kwargs, base, expected", [
+    (dict(), {}, True),                                   # a small MLP on digits, random sampler
+    (dict(workers=2), {}, True),                          # one population per worker
+    (dict(sampler="tpe"), {}, False),                     # a sequential sampler wants every result
+    (dict(executor="inline"), {}, False),
+    (dict(), {"model": {"hidden": [512, 512]}}, False),   # members too big: processes win on a CPU
+])
+def test_auto_picks_the_population_where_it_was_measured_faster(kwargs, base, expected, monkeypatch):
+    import tunelab.execute.population as population
+
+    made = []
+    real = population.PopulationExecutor.__init__
+
+    def spy(self, *args, **kw):
+        made.append(True)
+        real(self, *args, **kw)
+
+    monkeypatch.setattr(population.PopulationExecutor, "__init__", spy)
+    space = {**SPACE, "base": {**SPACE["base"], **base, "training": {"epochs": 1, "threads": 1}}}
+    result = tunelab.tune(space, trials=2, seed=0, **kwargs)
+    assert bool(made) is expected and all(t.state.name == "COMPLETE" for t in result.study.trials)
+
+
+def test_ctrl_c_while_the_driver_writes_the_last_result_still_stops_the_study():
+    """An interrupt inside the driver's write of the population's last final event must not be
+    swallowed (train_population catches Ctrl-C to end its members as interrupted)."""
+    specs = [TrialSpec(i, {"model": {"hidden": [8]}, "training": {"epochs": 1, "threads": 1, "seed": i}})
+             for i in range(3)]
+    finals = []
+
+    def on_event(ev):
+        if ev.kind in ("done", "failed", "pruned"):
+            finals.append(ev.number)
+            if len(finals) == 3:
+                raise KeyboardInterrupt  # as SQLite's "interrupted" would be turned into
+        return None
+
+    ex = PopulationExecutor(4)
+    with pytest.raises(KeyboardInterrupt):
+        ex.run(iter(specs + [TrialSpec(9, {"training": {"epochs": 1}})]), on_event)
+    assert finals == [0, 1, 2] and ex.running() == [2]  # the one whose write was cut is still in flight

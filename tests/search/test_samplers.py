@@ -45,7 +45,7 @@ def _shifted_quadratic(v: dict) -> float:
 
 
 def test_registry_lists_every_sampler():
-    assert SAMPLERS.names() == ["coarse-to-fine", "gp", "grid", "random", "tpe"]
+    assert SAMPLERS.names() == ["coarse-to-fine", "gp", "grid", "pbt", "random", "tpe"]
     with pytest.raises(ConfigError, match=r"--sampler='tpee' is not known; choose one of .*'tpe'"):
         make_sampler("tpee", SearchSpace.from_dict({"space": SEARCH}))
     with pytest.raises(ConfigError, match=r"--sampler random does not take option 'rounds'"):

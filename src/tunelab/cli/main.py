@@ -227,23 +227,49 @@ def main(argv: list[str] | None = None) -> int:
     for a retry. It then returns 143 (128 + SIGTERM, what a shell reports for a process that
     SIGTERM ended), so a job script can tell a scheduler's kill from a user's Ctrl-C.
     """
+    from tunelab.execute.base import clear_interrupt, note_interrupt
+
     terminated: list[int] = []
+    clear_interrupt()
 
     def on_sigterm(signum: int, frame: Any) -> None:
         if terminated:
             return  # a second SIGTERM must not cut short the clean-up the first one started
         terminated.append(signum)
+        note_interrupt()  # kept even if the raise lands in a finalizer, where Python drops it
+        raise KeyboardInterrupt
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        note_interrupt()
         raise KeyboardInterrupt
 
     try:
         previous = signal.signal(signal.SIGTERM, on_sigterm)
+        previous_int = signal.signal(signal.SIGINT, on_sigint)
     except ValueError:  # not the main thread (an embedding program): leave signals to it
-        previous = None
+        previous = previous_int = None
+    import logging
+
+    # SQLAlchemy logs "Error closing cursor" with a traceback when a Ctrl-C cuts a query short (it
+    # drops the connection first); the interrupt itself is handled, storage errors still surface as
+    # exceptions, so its log records are not shown on the console
+    sa_log = logging.getLogger("sqlalchemy")
+    if not any(isinstance(h, logging.NullHandler) for h in sa_log.handlers):
+        sa_log.addHandler(logging.NullHandler())
+    default_hook = sys.unraisablehook
+
+    def quiet(unraisable: Any) -> None:  # a Ctrl-C raised inside a finalizer: noted, acted on later
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            default_hook(unraisable)
+
+    sys.unraisablehook = quiet
     try:
         code = _dispatch(argv)
     finally:
+        sys.unraisablehook = default_hook
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
     return SIGTERM_EXIT if terminated and code == 130 else code
 
 

@@ -28,7 +28,7 @@ from tunelab.registry import Registry
 
 __all__ = [
     "TrialSpec", "Event", "Decision", "Executor", "execute_trial", "Reporter", "TrialPruned",
-    "InlineExecutor", "ProcessExecutor", "PopulationExecutor", "EXECUTORS", "EXECUTOR_NAMES", "make_executor",
+    "InlineExecutor", "ProcessExecutor", "PopulationExecutor", "EXECUTORS", "EXECUTOR_NAMES", "make_executor", "auto_population",
 ]
 
 EXECUTORS = Registry("--executor")
@@ -54,12 +54,44 @@ def _population(workers: int = 1, population_size: Optional[int] = None, pbt=Non
 
 EXECUTOR_NAMES = ["auto", *EXECUTORS.names()]
 
+# the largest member (parameters) for which --executor auto picks the population: measured on a 2-core
+# CPU (docs/benchmarks.md), 64 digits MLPs of 6.5k parameters train 1.75x faster as a population than
+# inline, while 16 MNIST MLPs of 235k train faster in two worker processes
+AUTO_POPULATION_MAX = 50_000
+
+
+def auto_population(config: dict) -> bool:
+    """Whether --executor auto trains trials of the base ``config`` as a population: tunelab's mlp or
+    cnn on a built-in dataset whose shape is known, members small enough (AUTO_POPULATION_MAX).
+
+    Example:
+        >>> small = {"data": {"name": "digits"}, "model": {"hidden": [64, 32]}}
+        >>> auto_population(small), auto_population({"data": {"name": "mnist"}})
+        (True, False)
+    """
+    from tunelab.config import from_dict
+    from tunelab.data.catalog import INFO
+    from tunelab.errors import TunelabError
+    from tunelab.trainer.prepare import model_size
+
+    try:
+        cfg = from_dict(config)
+    except TunelabError:
+        return False
+    info = INFO.get(cfg.data.name) or {}
+    if cfg.model.name not in ("mlp", "cnn") or not info.get("input_shape") or cfg.training.log:
+        return False
+    try:
+        return model_size(cfg, info["input_shape"], info["num_classes"]) <= AUTO_POPULATION_MAX
+    except TunelabError:  # a shape the model refuses: the trials report it
+        return False
+
 
 def make_executor(workers: int, executor: str = "auto", population_size: Optional[int] = None,
-                  pbt=None) -> Executor:
-    """The executor named ``executor`` for ``workers`` parallel trials; ``auto``: inline for 1
-    worker, processes for more (``population`` is chosen by name: see docs/benchmarks.md for
-    when it wins).
+                  pbt=None, population: bool = False) -> Executor:
+    """The executor named ``executor`` for ``workers`` parallel trials; ``auto``: the population
+    when the caller found it faster (``population``: see ``auto_population``), else inline for 1
+    worker and processes for more.
 
     Example:
         >>> type(make_executor(2)).__name__
@@ -73,5 +105,5 @@ def make_executor(workers: int, executor: str = "auto", population_size: Optiona
         raise ConfigError(f"--population-size={population_size!r} needs --executor population; "
                           f"got --executor {executor}")
     if executor == "auto":
-        executor = "inline" if workers == 1 else "processes"
+        executor = "population" if population else ("inline" if workers == 1 else "processes")
     return EXECUTORS.get(executor)(workers=workers, population_size=population_size, pbt=pbt)

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Literal, Optional, Protocol
 
-__all__ = ["TrialSpec", "Event", "Decision", "Executor", "EventKind", "interrupted_write"]
+__all__ = ["TrialSpec", "Event", "Decision", "Executor", "EventKind", "interrupted_write", "note_interrupt",
+           "interrupt_pending", "clear_interrupt"]
 
 EventKind = Literal["start", "epoch", "done", "pruned", "failed"]
 Decision = Optional[Literal["continue", "prune"]]
@@ -87,3 +88,31 @@ def interrupted_write(error: BaseException) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+# A Ctrl-C or SIGTERM that lands inside a garbage-collection callback (a finalizer or a weakref
+# callback, as SQLAlchemy runs) is printed as "Exception ignored" and lost. The CLI's signal handlers
+# also note it here, and the study driver checks the note at its next event, so it is never lost.
+_PENDING = {"interrupt": False}
+
+
+def note_interrupt() -> None:
+    """Record that an interrupt signal arrived (the CLI's handlers call this before raising)."""
+    _PENDING["interrupt"] = True
+
+
+def interrupt_pending() -> bool:
+    """Whether a noted interrupt has not been acted on (see note_interrupt).
+
+    Example:
+        >>> clear_interrupt(); interrupt_pending()
+        False
+        >>> note_interrupt(); interrupt_pending()
+        True
+        >>> clear_interrupt()
+    """
+    return _PENDING["interrupt"]
+
+
+def clear_interrupt() -> None:
+    _PENDING["interrupt"] = False

@@ -129,7 +129,11 @@ class PopulationExecutor:
             if result.status == "interrupted":
                 interrupted.append(specs[i].number)
                 return
-            on_event(final_event(specs[i], result, pruned.get(i, 0)))
+            try:
+                on_event(final_event(specs[i], result, pruned.get(i, 0)))
+            except KeyboardInterrupt:  # Ctrl-C in the driver's write of this result: the study stops
+                interrupted.append(specs[i].number)  # (even when this was the population's last member)
+                raise
             self._running.remove(specs[i].number)
 
         try:

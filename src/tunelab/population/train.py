@@ -298,7 +298,8 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
                 compact([m for m, _, _ in done])
     except KeyboardInterrupt:  # like fit(): the members end "interrupted" with their history so far
         for m in list(members):
-            finish(m, "interrupted", f"interrupted after {len(m.state.history)} epochs")
+            if m.index not in results:  # (one that finished before the interrupt keeps its result)
+                finish(m, "interrupted", f"interrupted after {len(m.state.history)} epochs")
     return [results[i] for i in range(len(cfgs))]
 
 

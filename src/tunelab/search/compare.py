@@ -130,7 +130,7 @@ def run_compare(base: dict, arms: list[Arm], seeds: list[int], *, name: str, sto
                 population_size: Optional[int] = None) -> optuna.Study:
     """Run every (arm, seed) not yet in storage; return the compare's study (``executor`` and
     ``population_size`` as for ``tune``)."""
-    from tunelab.execute import make_executor
+    from tunelab.execute import auto_population, make_executor
     from tunelab.trainer.tensorboard import require_tensorboard, wants_tensorboard
 
     if any(wants_tensorboard(arm_config(base, arm, seeds[0])) for arm in arms):
@@ -142,7 +142,8 @@ def run_compare(base: dict, arms: list[Arm], seeds: list[int], *, name: str, sto
     _save_design(study, base, arms, seeds, meta or {})
     recover_stale_compare(study)
     driver = CompareDriver(study, base, arms, seeds, on_progress)
-    with make_executor(workers, executor, population_size) as runner:
+    population = executor == "auto" and auto_population(base)  # fixed (arm, seed) runs: nothing waits on results
+    with make_executor(workers, executor, population_size, population=population) as runner:
         driver.run(runner)
     return study
 

@@ -45,7 +45,8 @@ def reset_session(study) -> None:
     A Ctrl-C or SIGTERM that lands inside a storage write (a pruner report mid-epoch) leaves
     SQLAlchemy's session in a failed transaction that Optuna does not roll back (it only does
     for SQLAlchemy's own errors), so every later write would fail with "An exception is raised
-    during the commit"; the driver calls this before it marks the interrupted trials.
+    during the commit", and the connection may still hold SQLite's write lock; the driver calls
+    this before it marks the interrupted trials.
 
     Example:
         >>> import optuna
@@ -61,6 +62,11 @@ def reset_session(study) -> None:
     except Exception:  # the session may be unusable; removing it is what matters
         pass
     session.remove()
+    engine = getattr(backend, "engine", None)
+    if engine is not None:  # a connection cut inside a query or commit can still hold SQLite's lock
+        import gc           # ("database is locked" for the next writer): close every pooled connection,
+        gc.collect()        # and let go of one the pool dropped but a cursor still held
+        engine.dispose()
 
 
 def missing_sqlite_file(url: str) -> Optional[str]:

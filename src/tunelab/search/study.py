@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tunelab.errors import ConfigError
-from tunelab.execute.base import Decision, Event, Executor, TrialSpec
+from tunelab.execute.base import Decision, Event, Executor, TrialSpec, interrupt_pending
 from tunelab.search.space import SearchSpace
 
 __all__ = ["StudyDriver", "Progress", "TrialOutcome", "versions", "finished_count", "recover_stale",
@@ -227,6 +227,8 @@ class StudyDriver:
     def specs(self) -> Iterator[TrialSpec]:
         """Lazily asked trials: the executor pulls one when it has a free slot."""
         while self._remaining() > 0 and not self._out_of_time():
+            if interrupt_pending():  # a signal whose KeyboardInterrupt a finalizer swallowed
+                raise KeyboardInterrupt("interrupted (Ctrl-C or SIGTERM)")
             trial = self.study.ask(self.dists)
             values = self.space.decode({k: v for k, v in trial.params.items()})
             # the space file's order, as the user wrote it (Optuna's params come sorted)
@@ -277,6 +279,8 @@ class StudyDriver:
 
     # ------------------------------------------------------------------ events
     def on_event(self, ev: Event) -> Decision:
+        if interrupt_pending():  # a signal whose KeyboardInterrupt a finalizer swallowed
+            raise KeyboardInterrupt("interrupted (Ctrl-C or SIGTERM)")
         trial = self.live.get(ev.number)
         if trial is None:
             return None

@@ -271,7 +271,7 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
     ``interval`` epochs the bottom quarter copies the top quarter and explores (perturb x0.8/x1.2 or
     resample) the searched hyperparameters, which must be ones a member can change while it trains.
     """
-    from tunelab.execute import make_executor
+    from tunelab.execute import auto_population, make_executor
 
     _check_args(trials, workers, sampler, round_size, timeout, grace_epochs)
     pbt = None
@@ -316,11 +316,13 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
                              timeout=left)
         driver.progress.grid, driver.progress.deleted = grid, deleted if i == 0 else 0
         size = population_size
+        auto_pop = (executor == "auto" and objective is None and trial_folders is None
+                    and sampler in ("random", "grid") and auto_population(sp.base))
         if sampler == "coarse-to-fine" and executor == "population":  # a round is one population: the
             from tunelab.execute.population import DEFAULT_SIZE  # next round needs this one's results
 
             size = min(population_size or DEFAULT_SIZE, opts["round_size"])
-        with make_executor(workers, executor, size, pbt=pbt) as runner:
+        with make_executor(workers, executor, size, pbt=pbt, population=auto_pop) as runner:
             progress = driver.run(runner)
         value, best_vals, config, number = _best(st, sp, keys)
         fixed = {**fixed, **best_vals}

@@ -200,6 +200,22 @@ def prepare(cfg: RunConfig, *, data: Any = None, model: Optional[torch.nn.Module
     return Run(cfg, data, net.to(device), device)
 
 
+def model_size(cfg: RunConfig, input_shape: tuple, num_classes: int) -> int:
+    """Parameters of ``cfg``'s model for inputs of ``input_shape``, built on the meta device (shapes
+    only: no memory, no initialization, no random draw).
+
+    Example:
+        >>> from tunelab.config import from_dict
+        >>> model_size(from_dict({"model": {"hidden": [4]}}), (64,), 10)
+        310
+    """
+    from tunelab.nn import build_model
+
+    with torch.device("meta"):
+        model = build_model(cfg.model, tuple(input_shape), num_classes)
+    return sum(p.numel() for p in model.parameters())
+
+
 def new_model(cfg: RunConfig, input_shape: tuple, num_classes: int) -> torch.nn.Module:
     """The model of ``cfg`` with the initial weights ``prepare`` gives it (seeded by
     ``training.seed``), for a caller that has its data already (loading a trained run).
