@@ -118,3 +118,20 @@ def item_progress(console, total: int, what: str) -> Iterator[Callable[[str], No
         return
     with progress:
         yield done
+
+
+def _executor_options() -> tuple[Any, Any]:
+    """``--executor`` and ``--population-size``, shared by tune and compare."""
+    import typer
+
+    executor = typer.Option(
+        "auto", "--executor", metavar="auto|inline|processes|population", help="How trials run: auto (the "
+        "population for small mlp/cnn trials on built-in data when the sampler does not wait on results, "
+        "else inline, or processes with --workers > 1), inline, processes, or population (up to "
+        "--population-size mlp/cnn trials trained together as one stacked computation).")
+    size = typer.Option(None, "--population-size", metavar="K",
+                        help="--executor population: trials trained together (default 32).")
+    return executor, size
+
+
+EXECUTOR_OPTION, POPULATION_SIZE_OPTION = _executor_options()

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tunelab.cli.common import make_console, status_line
+from tunelab.cli.common import EXECUTOR_OPTION, POPULATION_SIZE_OPTION, make_console, status_line
 from tunelab.errors import ConfigError
 
 _FLAGS = {"name": "--name", "storage": "--storage", "workers": "--workers"}
@@ -97,11 +97,8 @@ def compare_command(
     factorial: bool = typer.Option(False, "--factorial", help="Every combination instead of one at a time."),
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key of the base config."),
     workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes (with --executor population: one population each)."),
-    executor: str = typer.Option("auto", "--executor", metavar="auto|inline|processes|population", help="How trials run: "
-                                 "auto (inline, or processes with --workers > 1), inline, processes, or population "
-                                 "(up to --population-size mlp/cnn trials trained together as one stacked computation)."),
-    population_size: Optional[int] = typer.Option(None, "--population-size", metavar="K", help="--executor population: "
-                                                  "trials trained together (default 32)."),
+    executor: str = EXECUTOR_OPTION,
+    population_size: Optional[int] = POPULATION_SIZE_OPTION,
     metric: str = typer.Option("test_accuracy", "--metric", metavar="NAME", help="Metric of the verdicts: test_accuracy, "
                                "best_val_accuracy, epochs_to_target, final_gap or seconds."),
     target: Optional[float] = typer.Option(None, "--target", metavar="ACCURACY", help="Validation accuracy for epochs_to_target, "

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Optional
 
 import typer
 import yaml
-from tunelab.cli.common import make_console, status_line
+from tunelab.cli.common import EXECUTOR_OPTION, POPULATION_SIZE_OPTION, make_console, status_line
 from tunelab.cli.studies import leaderboard_table, rounds_table
 from tunelab.errors import ConfigError
 
@@ -146,11 +146,8 @@ def tune_command(
                                                "trial before N epochs (default: 25% of the longest trial's "
                                                "epochs, at least 2)."),
     workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes (1: inline). Each gets cores/workers threads; with --executor population each trains its own population."),
-    executor: str = typer.Option("auto", "--executor", metavar="auto|inline|processes|population", help="How trials run: "
-                                 "auto (inline, or processes with --workers > 1), inline, processes, or population "
-                                 "(up to --population-size mlp/cnn trials trained together as one stacked computation)."),
-    population_size: Optional[int] = typer.Option(None, "--population-size", metavar="K", help="--executor population: "
-                                                  "trials trained together (default 32)."),
+    executor: str = EXECUTOR_OPTION,
+    population_size: Optional[int] = POPULATION_SIZE_OPTION,
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key of the space's "
                                    "base config, e.g. --set training.threads=1 (repeatable; checked at once)."),
     storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help="SQLAlchemy URL (default sqlite:///tunelab.db; postgresql://... works)."),

@@ -264,7 +264,8 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
     trial, at least 2). Trials whose config sets ``training.log: [tensorboard]`` write
     ``runs/tensorboard/<study>/trial-NNNN``. ``trial_folders`` (a folder) gives every trial a
     live run folder ``trial-NNNN`` in it, which ``tunelab control`` and ``tunelab runs`` reach.
-    ``executor``: auto (inline, or processes with ``workers`` > 1), inline, processes, or population
+    ``executor``: auto (the population for small mlp/cnn trials on built-in data when the sampler does
+    not wait on results, else inline, or processes with ``workers`` > 1), inline, processes, or population
     (up to ``population_size`` mlp/cnn trials trained together as one stacked computation; with
     coarse-to-fine at most one round at a time, as the next round is narrowed from this one's results).
     ``sampler="pbt"``: population-based training of all ``trials`` as one population; every
