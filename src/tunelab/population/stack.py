@@ -7,8 +7,8 @@ shape (K, *shape). The forward pass walks the first model's layers and applies e
 at once: a Linear is one batched matmul (``baddbmm``), batch norm is one ``F.batch_norm`` over K x F
 features (per-member running statistics, right in evaluation mode), layer and group norm normalize
 per member and apply each member's affine, dropout draws each member's mask from that member's own
-generator with the op the reference uses (``bernoulli_(1 - p)``), so a member sees the masks it would
-see trained alone.
+generator with the ops the reference's ``Dropout`` uses (``uniform_``, then the threshold), so a member
+sees the masks it would see trained alone.
 
 Example:
     >>> import torch
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tunelab.nn.models import Residual
+from tunelab.nn.models import Residual, dropout_keep
 
 __all__ = ["StackedNet", "supported", "UNSUPPORTED"]
 
@@ -220,11 +220,19 @@ class StackedNet:
         return out.view(b, k, f).transpose(0, 1)
 
     def _dropout(self, h: torch.Tensor) -> torch.Tensor:
-        """Each member's mask from its own generator, as F.dropout draws it on the CPU."""
+        """Each member's mask from its own generator, drawn as ``tunelab.nn.models.Dropout`` draws
+        it (uniforms, then ``dropout_keep``); a member without dropout keeps every unit and draws
+        nothing (its lone run has no dropout layer)."""
         if not self.training:
             return h
-        masks = []
-        for p, gen in zip(self.dropout_p.tolist(), self.generators):
-            m = torch.empty(h.shape[1:], dtype=h.dtype, device=h.device)
-            masks.append(m.bernoulli_(1 - p, generator=gen).div_(1 - p))
-        return h * torch.stack(masks)
+        ps = self.dropout_p.tolist()
+        u = torch.empty(h.shape, dtype=h.dtype, device=h.device)
+        for k, (p, gen) in enumerate(zip(ps, self.generators)):
+            if p > 0:
+                u[k].uniform_(generator=gen)
+            else:
+                u[k].fill_(1.0)
+        shape = (-1, *([1] * (h.dim() - 1)))
+        p = torch.tensor(ps, dtype=h.dtype, device=h.device).view(shape)
+        keep = torch.tensor([1 - v for v in ps], dtype=h.dtype, device=h.device).view(shape)
+        return h * dropout_keep(u, p, keep)
