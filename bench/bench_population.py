@@ -14,6 +14,10 @@ a JSON line to bench/results/bench_population.jsonl):
    digits CNNs.
 3. mnist: 16 MNIST MLPs (784-256-128-10, adam, dropout varied, 2 epochs) with the population
    against the process executor (--workers 2), end to end (needs TUNELAB_DATA).
+4. tiny: 256 tiny trials (bench/spaces/population_tiny.yaml: digits, hidden [16], 5 epochs) through
+   ``tunelab.tune`` in this process (imports done, a fresh SQLite file each time), population against
+   inline: trials per second and the driver's own split of the time (sampler, storage, the rest of
+   the driver, the executor: training, evaluation, data).
 
     python bench/bench_population.py                 # all three (about 6 minutes on 2 cores)
     python bench/bench_population.py --only training --repeats 3
@@ -151,14 +155,43 @@ def mnist(repeats: int) -> dict:
     return {"mnist": _table("16 MNIST MLPs (784-256-128-10, 2 epochs), end to end", times)}
 
 
+def tiny(repeats: int) -> dict:
+    import optuna
+    import torch
+
+    import tunelab
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = ROOT / "bench" / "spaces" / "population_tiny.yaml"
+    runs: dict[str, list] = {"inline": [], "population": []}
+    for _ in range(repeats):
+        for ex in runs:
+            torch.set_num_threads(1 if ex == "inline" else 2)
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                res = tunelab.tune(str(space), trials=256, storage=f"sqlite:///{tmp}/t.db", study="tiny", seed=0,
+                                   executor=ex, population_size=256 if ex == "population" else None)
+                wall = time.perf_counter() - t0
+            runs[ex].append({"wall": wall, **res.progress.split()})
+    print("\n| 256 tiny trials (digits, [16], 5 epochs), `tunelab.tune` in process, SQLite | trials/s | wall s | "
+          "executor s | storage s | sampler s | rest of driver s |\n|---|---|---|---|---|---|---|")
+    out = {}
+    for ex, rows in runs.items():
+        med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        print(f"| {ex} | {256 / med['wall']:.1f} | {med['wall']:.1f} | {med['executor']:.1f} | {med['storage']:.1f} "
+              f"| {med['ask']:.1f} | {med['driver']:.1f} |")
+        out[ex] = med
+    return {"tiny": out, "tiny_all": runs}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--only", choices=["study", "training", "mnist"])
+    ap.add_argument("--only", choices=["study", "training", "mnist", "tiny"])
     args = ap.parse_args()
     record = {"uptime_before": uptime()}
     print(record["uptime_before"])
-    for name, fn in (("study", study), ("training", training), ("mnist", mnist)):
+    for name, fn in (("study", study), ("training", training), ("mnist", mnist), ("tiny", tiny)):
         if args.only in (None, name):
             record.update(fn(args.repeats))
     record["uptime_after"] = uptime()

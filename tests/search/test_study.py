@@ -232,3 +232,80 @@ def test_an_interrupt_inside_a_storage_write_ends_the_study_as_an_interrupt(tmp_
     trials = optuna.load_study(study_name="cut", storage=storage).get_trials()
     assert trials and not [t for t in trials if t.state == TrialState.RUNNING]
     assert any("interrupted" in t.user_attrs.get("fail_reason", "") for t in trials)
+
+
+def _commits_per_trial(tmp_path, name, epochs, pruner):
+    """Storage commits per trial of a 4-trial study whose trials report ``epochs`` values."""
+    import sqlalchemy.event
+    import sqlalchemy.orm
+
+    storage, commits = _storage(tmp_path), {"n": 0}
+    space = {"base": {"epochs": epochs, "sleep": 0.0}, "space": {"x": {"uniform": [0.0, 1.0]}}}
+    tunelab.tune(space, trials=1, storage=storage, study=name, objective=objectives.quadratic, seed=0,
+                 pruner=pruner)  # the study exists: what follows is trials only
+
+    def count(session):
+        commits["n"] += 1
+
+    sqlalchemy.event.listen(sqlalchemy.orm.Session, "after_commit", count)
+    try:
+        res = tunelab.tune(space, trials=5, storage=storage, study=name, objective=objectives.quadratic,
+                           seed=0, pruner=pruner)
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.orm.Session, "after_commit", count)
+    for t in res.study.get_trials():  # every epoch's value is stored either way
+        last = epochs if t.state == TrialState.COMPLETE else t.user_attrs["pruned_at_epoch"]
+        value = t.intermediate_values[1]
+        assert t.intermediate_values == {e: pytest.approx(value) for e in range(1, last + 1)}
+        assert {"config", "params", "seed", "versions", "history", "duration_s", "pid"} <= set(t.user_attrs)
+    return commits["n"] / 4
+
+
+def test_without_a_pruner_a_trial_costs_the_same_commits_whatever_its_epochs(tmp_path):
+    """The driver gathers a trial's attributes and epoch values and writes them in one transaction;
+    only a pruner, which reads each epoch's value, makes it write every epoch as it comes."""
+    short = _commits_per_trial(tmp_path, "short", 1, "none")
+    long = _commits_per_trial(tmp_path, "long", 12, "none")
+    assert long == short
+    pruned = _commits_per_trial(tmp_path, "median", 12, "median")
+    assert pruned >= long + 11  # one commit per reported epoch
+
+
+def test_a_long_trial_writes_its_gathered_epochs_as_it_trains(tmp_path, monkeypatch):
+    """Without a pruner, a running trial's epoch values still reach storage every FLUSH_EVERY
+    seconds (here: every epoch), so optuna-dashboard shows a long trial's progress."""
+    from tunelab.search import study as study_module
+
+    short = _commits_per_trial(tmp_path, "short", 1, "none")
+    monkeypatch.setattr(study_module, "FLUSH_EVERY", 0.0)
+    assert _commits_per_trial(tmp_path, "live", 12, "none") >= short + 11
+
+
+def test_write_trial_stores_what_the_per_item_calls_store(tmp_path):
+    from tunelab.search.storage import write_trial
+
+    study = optuna.create_study(storage=_storage(tmp_path), study_name="rows")
+    a, b = study.ask(), study.ask()
+    attrs = {"config": {"optimizer": {"lr": 0.1}}, "history": [{"val_accuracy": 0.5}], "seed": 3}
+    values = [(1, 0.25), (2, float("nan")), (3, float("inf")), (4, -1.5)]
+    for key, value in attrs.items():
+        a.set_user_attr(key, value)
+    for step, value in values:
+        a.report(value, step)
+    write_trial(study, b._trial_id, attrs, values)
+    write_trial(study, b._trial_id, {"seed": 4})  # a second write replaces a key, as set_user_attr does
+    a.set_user_attr("seed", 4)
+    got_a, got_b = (study._storage.get_trial(t._trial_id) for t in (a, b))
+    assert got_a.user_attrs == got_b.user_attrs
+    assert list(got_a.intermediate_values) == list(got_b.intermediate_values) == [1, 2, 3, 4]
+    assert str(got_a.intermediate_values) == str(got_b.intermediate_values)  # nan compares by its text
+
+
+def test_the_run_says_where_its_time_went(tmp_path):
+    res = tunelab.tune({"base": {"epochs": 3, "sleep": 0.02}, "space": {"x": {"uniform": [0.0, 1.0]}}}, trials=4,
+                       storage=_storage(tmp_path), study="t", objective=objectives.quadratic, seed=0)
+    split, timing = res.progress.split(), res.progress.timing
+    assert set(split) == {"ask", "storage", "driver", "executor"} and min(split.values()) >= 0
+    assert sum(split.values()) == pytest.approx(timing["wall"], rel=1e-6)
+    assert split["ask"] > 0 and split["storage"] > 0
+    assert split["executor"] >= 4 * 3 * 0.02  # the objective's sleeps are the executor's time

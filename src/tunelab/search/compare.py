@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from tunelab.analysis.designs import Arm, arm_config
 from tunelab.errors import ConfigError
 from tunelab.execute.base import TrialSpec
-from tunelab.search.storage import storage_errors
+from tunelab.search.storage import storage_errors, write_trial
 from tunelab.search.study import Progress, StudyDriver, recover_stale, tensorboard_root
 
 __all__ = ["run_compare", "compare_study_name", "load_design", "CompareDriver"]
@@ -67,6 +67,7 @@ class CompareDriver(StudyDriver):
         self.param_dists = {"arm": CategoricalDistribution(self.arm_labels),
                             "seed": IntDistribution(min(seeds), max(seeds))}
         self.fixed = study.sampler = _FixedSampler()
+        self.defer_reports = True  # nothing prunes a compare: epoch values are written with the result
 
     def _done_pairs(self) -> set[tuple[int, int]]:
         return {(t.user_attrs["arm"], t.user_attrs["seed"]) for t in self.study.get_trials(deepcopy=False)
@@ -81,23 +82,26 @@ class CompareDriver(StudyDriver):
                     continue
                 config = arm_config(self.base, arm, seed)
                 self.fixed.values = {"arm": self.arm_labels[i], "seed": seed}
-                trial = self.study.ask(self.param_dists)
-                for key, value in (("arm", i), ("arm_name", arm.name), ("seed", seed), ("config", config)):
-                    trial.set_user_attr(key, value)
-                log_dir = self.log_dir(trial, config)
+                with self.timed("in_driver"):
+                    with self.timed("ask"):
+                        trial = self.study.ask(self.param_dists)
+                    attrs = {"arm": i, "arm_name": arm.name, "seed": seed, "config": config}
+                    log_dir = self.log_dir(trial, config, attrs)
+                    with self.timed("storage"):
+                        write_trial(self.study, trial._trial_id, attrs)
                 self.live[trial.number], self.t0[trial.number] = trial, _now()
                 self.values[trial.number] = {"arm": arm.name, "seed": seed}  # for its log line
                 self._notify("running")
                 yield TrialSpec(trial.number, config, "val_accuracy", None, seed, test=True, log_dir=log_dir)
 
-    def on_event(self, ev):
+    def handle(self, ev):
         if ev.kind == "epoch":  # no pruning in a compare: every run goes to its end
             trial = self.live.get(ev.number)
             if trial is not None:
                 self.history.setdefault(ev.number, []).append(ev.metrics)
-                trial.report(ev.value, ev.step)
+                self.report(trial, ev)
             return "continue"
-        return super().on_event(ev)
+        return super().handle(ev)
 
 
 def _now() -> float:

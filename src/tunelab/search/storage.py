@@ -12,13 +12,14 @@ Example:
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Sequence, Union
 
 from tunelab.errors import ConfigError
 
-__all__ = ["storage_errors", "missing_sqlite_file", "reset_session", "resolve_storage", "delete_studies", "IN_MEMORY",
+__all__ = ["write_trial", "queue_by_state", "storage_errors", "missing_sqlite_file", "reset_session", "resolve_storage", "delete_studies", "IN_MEMORY",
            "StorageLike"]
 
 IN_MEMORY = "in memory (pass storage= to keep it)"
@@ -37,6 +38,113 @@ def storage_errors(url: str) -> Iterator[None]:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"storage={url!r} cannot be opened ({reason}); give an SQLAlchemy URL "
                           f"such as sqlite:///tunelab.db or postgresql://user:password@host/db") from None
+
+
+def write_trial(study, trial_id: int, attrs: Optional[dict] = None,
+                intermediate: Sequence[tuple[int, float]] = ()) -> None:
+    """Write a running trial's user attributes and intermediate values in one transaction.
+
+    Optuna's storage API commits each attribute and each reported value on its own (about 1.3 ms
+    apiece in a SQLite file, 30 commits for a 20-epoch trial); the study driver, the only writer,
+    gathers what it has for a trial and writes it here at once: new attributes and epoch values
+    added as rows of Optuna's tables in one go, ones already there updated with Optuna's own code
+    (the rows ``set_user_attr`` / ``report`` write, so optuna-dashboard reads them as ever). A storage that is not an RDB one gets the plain per-item calls.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> t = study.ask()
+        >>> write_trial(study, t._trial_id, {"a": 1}, [(1, 0.5), (2, 0.25)])
+        >>> got = study._storage.get_trial(t._trial_id)
+        >>> got.user_attrs, got.intermediate_values
+        ({'a': 1}, {1: 0.5, 2: 0.25})
+    """
+    attrs = attrs or {}
+    if not attrs and not intermediate:
+        return
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # optuna wraps an RDBStorage in a cache
+    batched = _rdb_batch(backend)
+    if batched is None:
+        for step, value in intermediate:
+            storage.set_trial_intermediate_value(trial_id, step, value)
+        for key, value in attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        return
+    session_of, models = batched
+    values = dict(intermediate)  # a step reported twice keeps its last value, as report() does
+    with session_of(backend.scoped_session, True) as session:
+        backend.check_trial_is_updatable(trial_id, models.TrialModel.find_or_raise_by_id(trial_id, session).state)
+        row = models.TrialIntermediateValueModel
+        there = {s for (s,) in session.query(row.step).filter(row.trial_id == trial_id)} if values else set()
+        for step, value in values.items():
+            if step in there:  # written before: Optuna's update of the row
+                backend._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
+                continue
+            stored, kind = row.intermediate_value_to_stored_repr(value)
+            session.add(row(trial_id=trial_id, step=step, intermediate_value=stored, intermediate_value_type=kind))
+        attr = models.TrialUserAttributeModel
+        keys = {k for (k,) in session.query(attr.key).filter(attr.trial_id == trial_id)} if attrs else set()
+        for key, value in attrs.items():
+            if key in keys:  # set before: Optuna's upsert
+                backend._set_trial_attr_without_commit(session, attr, trial_id, key, value)
+            else:
+                session.add(attr(trial_id=trial_id, key=key, value_json=json.dumps(value)))
+
+
+def _rdb_batch(backend) -> Optional[tuple]:
+    """Optuna's session helper and its table models when ``backend`` is an RDBStorage whose
+    per-row writers this Optuna still has (else None: use the public calls)."""
+    try:
+        from optuna.storages import RDBStorage
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+    except ImportError:  # pragma: no cover - an Optuna without these internals
+        return None
+    if not isinstance(backend, RDBStorage) or not all(
+            hasattr(backend, m) for m in ("_set_trial_intermediate_value_without_commit",
+                                          "_set_trial_attr_without_commit", "scoped_session",
+                                          "check_trial_is_updatable")):
+        return None
+    return _create_scoped_session, models
+
+
+def queue_by_state(study) -> None:
+    """Make ``study.ask`` look for queued (WAITING) trials with a query on the state.
+
+    Each ``ask`` first pops a queued trial; through Optuna's cache in front of an RDB storage that
+    reads every unfinished trial, with all its attributes, from the database — O(trials running)
+    per ask: 55 ms an ask with 256 trials of a population running, 14 s of 20 for 256 tiny trials.
+    The RDB storage itself filters by state in SQL. The claim is Optuna's (a trial another driver
+    took first is skipped), so drivers sharing a study still take each queued trial once.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> queue_by_state(study)  # in memory: nothing to change
+        >>> study.enqueue_trial({"x": 1.0})
+        >>> study.ask({"x": optuna.distributions.FloatDistribution(0, 2)}).params
+        {'x': 1.0}
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages import RDBStorage
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)
+    if not isinstance(backend, RDBStorage) or backend is storage or not hasattr(study, "_pop_waiting_trial_id"):
+        return
+
+    def pop_waiting_trial_id() -> Optional[int]:
+        for trial in backend.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+            try:
+                if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                    return trial._trial_id
+            except UpdateFinishedTrialError:  # another driver took and finished it
+                continue
+        return None
+
+    study._pop_waiting_trial_id = pop_waiting_trial_id
 
 
 def reset_session(study) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -29,11 +30,13 @@ from optuna.trial import TrialState
 from tunelab.errors import ConfigError
 from tunelab.execute.base import Decision, Event, Executor, TrialSpec, interrupt_pending
 from tunelab.search.space import SearchSpace
+from tunelab.search.storage import queue_by_state, write_trial
 
 __all__ = ["StudyDriver", "Progress", "TrialOutcome", "versions", "finished_count", "recover_stale",
            "tensorboard_root", "TENSORBOARD_ROOT"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+FLUSH_EVERY = 2.0  # seconds: a running trial's gathered epoch values reach storage at least this often
 TENSORBOARD_ROOT = Path("runs") / "tensorboard"  # beside `tunelab train`'s runs/, so one --logdir runs/ shows all
 
 
@@ -107,6 +110,10 @@ class Progress:
     stopped_early: str = ""
     grid: Optional[int] = None  # grid sampler: the number of combinations in the grid
     deleted: int = 0  # trials deleted before this run (fresh=True)
+    # seconds this run spent in the driver (``in_driver``: asking, bookkeeping, storage, the progress
+    # display), of which ``ask`` (the sampler, through storage) and ``storage`` (writes and reads);
+    # ``wall`` when the run ended; see ``split()``
+    timing: dict = field(default_factory=dict)
 
     @property
     def finished(self) -> int:
@@ -115,6 +122,22 @@ class Progress:
     @property
     def finished_this_run(self) -> int:
         return self.finished - self.at_start
+
+    def split(self) -> dict[str, float]:
+        """Where this run's wall time went, in seconds: ``ask`` (sampler), ``storage``, ``driver``
+        (the rest of the driver: bookkeeping, progress display) and ``executor`` (everything else:
+        training, evaluation, data, worker processes).
+
+        Example:
+            >>> p = Progress(1, timing={"wall": 10.0, "in_driver": 3.0, "ask": 1.0, "storage": 1.5})
+            >>> p.split()
+            {'ask': 1.0, 'storage': 1.5, 'driver': 0.5, 'executor': 7.0}
+        """
+        t = self.timing
+        wall = t.get("wall", time.perf_counter() - self.started)
+        ask, storage, inside = t.get("ask", 0.0), t.get("storage", 0.0), t.get("in_driver", 0.0)
+        return {"ask": ask, "storage": storage, "driver": max(inside - ask - storage, 0.0),
+                "executor": max(wall - inside, 0.0)}
 
     def eta(self, finished_this_run: Optional[int] = None) -> Optional[float]:
         """Seconds left, from this run's mean time per finished trial."""
@@ -173,7 +196,18 @@ class StudyDriver:
         self.values: dict[int, dict] = {}  # trial number -> sampled values (for its log line)
         self.last_epoch: dict[int, int] = {}  # trial number -> training.epochs of its config (trained trials)
         self.history: dict[int, list] = {}
+        # writes gathered per trial and made in one transaction (search/storage.write_trial): the
+        # attributes of a trial between its start and its end, and, when no pruner reads them, its
+        # per-epoch values, written at the trial's end or once FLUSH_EVERY seconds have passed since
+        # the trial's last write (a study of many tiny trials would otherwise be mostly storage
+        # commits; a long trial's epochs still show in optuna-dashboard as it trains)
+        self.defer_reports = isinstance(study.pruner, optuna.pruners.NopPruner)
+        self.pending: dict[int, dict] = {}  # trial number -> user attributes not yet written
+        self.reports: dict[int, list] = {}  # trial number -> (step, value) not yet written
+        self.written: dict[int, float] = {}  # trial number -> when its epoch values were last written
         self.progress = Progress(target, study=study.study_name)
+        self.maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        queue_by_state(study)
         self._count_existing()
 
     @property
@@ -192,6 +226,15 @@ class StudyDriver:
                 p.failed += 1
         p.at_start = p.finished
         self._update_best()
+
+    def _note_best(self, number: int, value: Optional[float]) -> None:
+        """A completed trial's value against the best so far (kept here: reading the best trial back
+        from storage after every trial costs a query and a trial load)."""
+        p = self.progress
+        if value is None or value != value:
+            return
+        if p.best is None or (value > p.best if self.maximize else value < p.best):
+            p.best, p.best_number = value, number
 
     def _update_best(self) -> None:
         try:
@@ -223,13 +266,32 @@ class StudyDriver:
         return TrialOutcome(number, state, value, self.values.pop(number, {}), round(seconds, 3), epoch,
                             reason.splitlines()[0] if reason else "", extra or {})
 
+    @contextmanager
+    def timed(self, key: str) -> Iterator[None]:
+        """Add the seconds of the block to ``progress.timing[key]``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            timing = self.progress.timing
+            timing[key] = timing.get(key, 0.0) + time.perf_counter() - t0
+
     # ------------------------------------------------------------------ asking
     def specs(self) -> Iterator[TrialSpec]:
         """Lazily asked trials: the executor pulls one when it has a free slot."""
         while self._remaining() > 0 and not self._out_of_time():
+            spec = self._ask_one()
+            if spec is not None:
+                yield spec
+
+    def _ask_one(self) -> Optional[TrialSpec]:
+        """Ask the sampler for one trial and write its attributes; None when its config is refused
+        (told as a failed trial)."""
+        with self.timed("in_driver"):
             if interrupt_pending():  # a signal whose KeyboardInterrupt a finalizer swallowed
                 raise KeyboardInterrupt("interrupted (Ctrl-C or SIGTERM)")
-            trial = self.study.ask(self.dists)
+            with self.timed("ask"):
+                trial = self.study.ask(self.dists)
             values = self.space.decode({k: v for k, v in trial.params.items()})
             # the space file's order, as the user wrote it (Optuna's params come sorted)
             self.values[trial.number] = {**{k: values[k] for k in self.keys if k in values}, **values}
@@ -240,63 +302,91 @@ class StudyDriver:
                 self.study.tell(trial, state=TrialState.FAIL)
                 self.progress.failed += 1
                 self._notify("finished", self._outcome(trial.number, "failed", None, 0, f"invalid config: {e}"))
-                continue
+                return None
             seed = int(config.get("training", {}).get("seed", 0)) if isinstance(config, dict) else 0
-            for key, value in (("config", config), ("params", values), ("seed", seed),
-                               ("versions", versions())):
-                trial.set_user_attr(key, value)
-            log_dir = self.log_dir(trial, config)
+            attrs = {"config": config, "params": values, "seed": seed, "versions": versions()}
+            log_dir, run_dir = self.log_dir(trial, config, attrs), self.run_dir(trial, attrs)
+            with self.timed("storage"):
+                write_trial(self.study, trial._trial_id, attrs)
             if self.fn is None:
                 self.last_epoch[trial.number] = _epochs_of(config, self.space.validate_config)
             self.live[trial.number], self.t0[trial.number] = trial, time.perf_counter()
             self._notify("running")
-            yield TrialSpec(trial.number, config, self.space.objective_metric, self.fn, seed, log_dir=log_dir,
-                            run_dir=self.run_dir(trial))
+            return TrialSpec(trial.number, config, self.space.objective_metric, self.fn, seed, log_dir=log_dir,
+                             run_dir=run_dir)
 
-    def run_dir(self, trial: optuna.trial.Trial) -> Optional[str]:
-        """The trial's run folder when the study keeps them (the trial's ``run_dir`` attribute;
-        absolute, so worker processes agree on it)."""
+    def run_dir(self, trial: optuna.trial.Trial, attrs: dict) -> Optional[str]:
+        """The trial's run folder when the study keeps them (the trial's ``run_dir`` attribute, put
+        in ``attrs``; absolute, so worker processes agree on it)."""
         from tunelab.trainer.runfolder import fresh_dir
 
         if self.run_root is None or self.fn is not None:
             return None
         path = str(fresh_dir(self.run_root, f"trial-{trial.number:04d}").resolve())
-        trial.set_user_attr("run_dir", path)
+        attrs["run_dir"] = path
         return path
 
-    def log_dir(self, trial: optuna.trial.Trial, config: dict) -> Optional[str]:
+    def log_dir(self, trial: optuna.trial.Trial, config: dict, attrs: dict) -> Optional[str]:
         """The trial's TensorBoard folder when its config asks for one (kept as the trial's
-        ``tensorboard`` attribute); a folder left by an earlier study of the same name is not
-        reused. The path is absolute so worker processes agree on it."""
+        ``tensorboard`` attribute, put in ``attrs``); a folder left by an earlier study of the same name
+        is not reused. The path is absolute so worker processes agree on it."""
         from tunelab.trainer.runfolder import fresh_dir
         from tunelab.trainer.tensorboard import wants_tensorboard
 
         if self.fn is not None or not wants_tensorboard(config):
             return None
         path = str(fresh_dir(self.log_root, f"trial-{trial.number:04d}").resolve())
-        trial.set_user_attr("tensorboard", path)
+        attrs["tensorboard"] = path
         return path
 
     # ------------------------------------------------------------------ events
     def on_event(self, ev: Event) -> Decision:
+        """The executor's event: bookkeeping, storage, and the answer to an epoch (prune or not)."""
+        with self.timed("in_driver"):
+            return self.handle(ev)
+
+    def handle(self, ev: Event) -> Decision:
         if interrupt_pending():  # a signal whose KeyboardInterrupt a finalizer swallowed
             raise KeyboardInterrupt("interrupted (Ctrl-C or SIGTERM)")
         trial = self.live.get(ev.number)
         if trial is None:
             return None
         if ev.kind == "start":
-            trial.set_user_attr("pid", ev.metrics.get("pid"))
+            self.pending.setdefault(ev.number, {})["pid"] = ev.metrics.get("pid")  # written with the result
             return None
         if ev.kind == "epoch":
             self.history.setdefault(ev.number, []).append(ev.metrics)
-            trial.report(ev.value, ev.step)
+            self.report(trial, ev)
             if self.last_epoch.get(ev.number, 0) and ev.step >= self.last_epoch[ev.number]:
                 # the trial has trained all its epochs: pruning now saves nothing and would only
                 # throw its result away (an ASHA rung can fall on the last epoch)
                 return "continue"
-            return "prune" if trial.should_prune() else "continue"
+            with self.timed("storage"):  # a pruner reads the other trials from storage
+                prune = trial.should_prune()
+            return "prune" if prune else "continue"
         self._finish(trial, ev)
         return None
+
+    def report(self, trial: optuna.trial.Trial, ev: Event) -> None:
+        """Record an epoch's value: in storage now when a pruner reads it, else with the result or
+        when FLUSH_EVERY seconds have passed since the trial's last write."""
+        if self.defer_reports:
+            self.reports.setdefault(ev.number, []).append((ev.step, ev.value))
+            now = time.perf_counter()
+            if now - self.written.setdefault(ev.number, self.t0.get(ev.number, now)) >= FLUSH_EVERY:
+                self.written[ev.number] = now
+                with self.timed("storage"):
+                    write_trial(self.study, trial._trial_id, intermediate=self.reports.pop(ev.number))
+            return
+        with self.timed("storage"):
+            trial.report(ev.value, ev.step)
+
+    def flush(self, trial: optuna.trial.Trial, number: int, attrs: dict) -> None:
+        """Write the trial's gathered attributes and epoch values, and ``attrs``, in one transaction."""
+        self.written.pop(number, None)
+        with self.timed("storage"):
+            write_trial(self.study, trial._trial_id, {**self.pending.pop(number, {}), **attrs},
+                        self.reports.pop(number, []))
 
     def _finish(self, trial: optuna.trial.Trial, ev: Event) -> None:
         if ev.metrics.get("status") == "interrupted":
@@ -306,34 +396,45 @@ class StudyDriver:
             self._notify("running")
             return
         history = ev.metrics.get("history", self.history.get(ev.number, []))
-        trial.set_user_attr("history", json.loads(json.dumps(history, default=float)))
-        trial.set_user_attr("duration_s", round(time.perf_counter() - self.t0[ev.number], 3))
+        attrs = {"history": json.loads(json.dumps(history, default=float)),
+                 "duration_s": round(time.perf_counter() - self.t0[ev.number], 3)}
         summary = {k: v for k, v in ev.metrics.items() if k != "history"}
         if summary:
-            trial.set_user_attr("result", json.loads(json.dumps(summary, default=str)))
+            attrs["result"] = json.loads(json.dumps(summary, default=str))
+        if ev.kind == "pruned":
+            attrs["pruned_at_epoch"] = ev.step
+        elif ev.kind != "done":
+            attrs["fail_reason"] = ev.error[:2000] or "unknown"
+        self.flush(trial, ev.number, attrs)
         p = self.progress
         extra = {k: summary[k] for k in ("test_accuracy",) if isinstance(summary.get(k), (int, float))}
+        with self.timed("storage"):
+            self._tell(trial, ev)
         if ev.kind == "done":
-            self.study.tell(trial, ev.value)
             p.done += 1
             outcome = self._outcome(ev.number, "complete", ev.value, summary.get("epochs_run", ev.step), extra=extra)
         elif ev.kind == "pruned":
-            trial.set_user_attr("pruned_at_epoch", ev.step)
-            self.study.tell(trial, state=TrialState.PRUNED)
             p.pruned += 1
             last = (self.history.get(ev.number) or [{}])[-1]  # a user objective reports "value"
             value = last.get(self.space.objective_metric, last.get("value")) if self.space is not None else None
             outcome = self._outcome(ev.number, "pruned", value, ev.step)
         else:
-            trial.set_user_attr("fail_reason", ev.error[:2000] or "unknown")
-            self.study.tell(trial, state=TrialState.FAIL)
             p.failed += 1
             p.last_error = ev.error.splitlines()[0] if ev.error else ""
             outcome = self._outcome(ev.number, "failed", None, ev.step or None, ev.error or "unknown")
         del self.live[ev.number]
         self.last_epoch.pop(ev.number, None)
-        self._update_best()
+        if ev.kind == "done":
+            self._note_best(ev.number, ev.value)
         self._notify("finished", outcome)
+
+    def _tell(self, trial: optuna.trial.Trial, ev: Event) -> None:
+        if ev.kind == "done":
+            self.study.tell(trial, ev.value)
+        elif ev.kind == "pruned":
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
 
     # ------------------------------------------------------------------ running
     def run(self, executor: Executor) -> Progress:
@@ -344,6 +445,7 @@ class StudyDriver:
         self._notify("start")
         try:
             executor.run(self.specs(), self.on_event)
+            self.progress.timing["wall"] = time.perf_counter() - self.progress.started
         except KeyboardInterrupt:
             self._interrupted()
             raise
@@ -380,10 +482,10 @@ class StudyDriver:
     def _abandon_one(self, number: int, trial: optuna.trial.Trial, reason: str) -> None:
         if self.study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
             return  # told just before the interrupt
-        trial.set_user_attr("fail_reason", reason)
-        trial.set_user_attr("requeued", True)
+        attrs = {"fail_reason": reason, "requeued": True}
         if number in self.history:
-            trial.set_user_attr("history", json.loads(json.dumps(self.history[number], default=float)))
+            attrs["history"] = json.loads(json.dumps(self.history[number], default=float))
+        self.flush(trial, number, attrs)
         self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         if self.requeue_params:
             self.study.enqueue_trial(trial.params, user_attrs={"retry_of": number}, skip_if_exists=False)

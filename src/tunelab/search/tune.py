@@ -270,7 +270,10 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
     coarse-to-fine at most one round at a time, as the next round is narrowed from this one's results).
     ``sampler="pbt"``: population-based training of all ``trials`` as one population; every
     ``interval`` epochs the bottom quarter copies the top quarter and explores (perturb x0.8/x1.2 or
-    resample) the searched hyperparameters, which must be ones a member can change while it trains.
+    resample) the searched hyperparameters, which must be ones a member can change while it trains;
+    with ``executor="processes"`` each member is a run folder trained in one of ``workers`` processes,
+    ``interval`` epochs at a time, and a copy is a fork of the better member's checkpoint (any model
+    the trainer trains, however big).
     """
     from tunelab.execute import auto_population, make_executor
 
@@ -346,14 +349,20 @@ def _pbt_setup(space, objective, overrides, trials: int, workers: int, executor:
     if objective is not None:
         raise ConfigError("sampler='pbt' trains tunelab configs as one population; a user objective cannot be "
                           "copied mid-run; allowed: no objective")
-    bad = [(k, v) for k, v in (("executor", executor if executor not in ("auto", "population") else None),
+    processes = executor == "processes"  # members as run folders in worker processes, copied by checkpoint
+    bad = [(k, v) for k, v in (("executor", executor if executor not in ("auto", "population", "processes") else None),
                                ("pruner", pruner if pruner != "none" else None),
-                               ("workers", workers if workers != 1 else None),
+                               ("workers", workers if workers != 1 and not processes else None),
                                ("stages", True if stages else None)) if v is not None]
     if bad:
         key, value = bad[0]
-        raise ConfigError(f"{key}={value!r} does not go with sampler='pbt' (one population in one process, "
-                          f"members copied, not pruned); allowed: the defaults")
+        raise ConfigError(f"{key}={value!r} does not go with sampler='pbt' (members copied, not pruned; "
+                          f"one population in one process, or run folders with executor='processes'); "
+                          f"allowed: executor auto, population or processes (with workers), no pruner, "
+                          f"no stages")
+    if processes and population_size is not None:
+        raise ConfigError(f"population_size={population_size} needs executor='population'; with "
+                          f"executor='processes' every trial is a member: leave population_size out")
     if population_size is not None and population_size != trials:
         raise ConfigError(f"population_size={population_size} differs from trials={trials}; with sampler='pbt' "
                           f"every trial is a member of the one population: leave population_size out")
@@ -361,8 +370,8 @@ def _pbt_setup(space, objective, overrides, trials: int, workers: int, executor:
         raise ConfigError(f"interval={interval!r} is out of range; allowed: a whole number of epochs >= 1")
     sp = _with_overrides(load_space(space), overrides)
     check_space(list(sp.params))
-    return "population", trials, PBTConfig(dict(sp.params), interval=interval, metric=sp.objective_metric,
-                                           seed=0 if seed is None else seed)
+    return ("processes" if processes else "population", None if processes else trials,
+            PBTConfig(dict(sp.params), interval=interval, metric=sp.objective_metric, seed=0 if seed is None else seed))
 
 
 def _sampler(name: str, space: SearchSpace, seed: Optional[int], opts: dict):
