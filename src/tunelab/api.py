@@ -94,8 +94,10 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = (), *, epochs: Option
 
 
 def _execute(run, run_dir: Optional[Path], payload, extra: dict, event: Optional[dict] = None,
-             schedule=None, on_epoch=None, on_batch=None, control=None, on_event=None) -> RunResult:
-    """fit() a prepared run, with a live run folder when ``run_dir`` is given."""
+             schedule=None, on_epoch=None, on_batch=None, control=None, on_event=None, figure: bool = True,
+             test: bool = True) -> RunResult:
+    """fit() a prepared run, with a live run folder when ``run_dir`` is given (``figure``: draw
+    curves.png in it; ``test``: read the test set at the end)."""
     from tunelab.report.figures import write_curves
     from tunelab.trainer.live import LiveFolder
     from tunelab.trainer.runfolder import write_run
@@ -121,13 +123,13 @@ def _execute(run, run_dir: Optional[Path], payload, extra: dict, event: Optional
                 on_event(event)
             payload = _with_event(payload, event)
         result = fit(cfg, run.data, run.model, on_epoch=on_epoch, on_batch=on_batch, schedule_fn=schedule,
-                     control=control, folder=folder, resume=payload, on_event=on_event)
+                     control=control, folder=folder, resume=payload, on_event=on_event, test=test)
     finally:
         if tb is not None:  # closed even when fit raises: the events so far stay readable
             tb.close(result)
     result.config, result.run_dir = cfg, None
     if folder is not None:
-        result.run_dir = write_run(run_dir, cfg, result, extra, figure=write_curves)
+        result.run_dir = write_run(run_dir, cfg, result, extra, figure=write_curves if figure else None)
         folder.set_status(result.status, epoch=result.epochs_run, step=0,
                           best_val_accuracy=result.summary()["best_val_accuracy"])
     return result

@@ -218,11 +218,27 @@ def tune_command(
         raise typer.Exit(1)
     out.mkdir(parents=True, exist_ok=True)
     best = out / "best.yaml"
+    copies = _pbt_copies(res)
+    note = "".join(f"# population-based training: at epoch {c.get('epoch')} it copied trial #{c.get('from_trial')} "
+                   f"and went on with {c.get('values')}\n" for c in copies)
+    if copies:
+        note += "# the values below are those it started with: its hyperparameters changed while it trained\n"
     best.write_text(f"# best trial #{res.best_number} of study {res.study.study_name}: "
-                    f"{res.study.user_attrs.get('objective', 'value')} = {res.best_value:.6g}\n"
+                    f"{res.study.user_attrs.get('objective', 'value')} = {res.best_value:.6g}\n" + note
                     + yaml.safe_dump(res.best_config, sort_keys=False))
     console.print(f"best {res.best_value:.4f} (trial #{res.best_number}); config written to {best}; "
-                  f"train it with: tunelab train {best}", highlight=False, soft_wrap=True)
+                  f"train it with: tunelab train {best}"
+                  + (f" (its starting values: it copied {len(copies)} time(s) while it trained; the schedule "
+                     f"is in {best} and the report's lineage)" if copies else ""), highlight=False, soft_wrap=True)
+
+
+def _pbt_copies(res) -> list:
+    """The copies (population-based training) the best trial made, oldest first."""
+    try:
+        trial = res.study.trials[res.best_number]
+    except (IndexError, TypeError):
+        return []
+    return list((trial.user_attrs.get("result") or {}).get("pbt") or [])
 
 
 def _show_results(res, console, *, live: bool, started: float, timeout: Optional[float]) -> None:

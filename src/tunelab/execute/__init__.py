@@ -1,8 +1,10 @@
 """Executors: run trial specs, stream their events, obey the driver's prune decisions.
 
 ``inline`` runs trials one by one in the driver's process; ``processes`` runs them in
-long-lived worker processes, one trial per worker at a time; ``population`` trains up to K mlp/cnn
-trials of one structure together as one stacked computation in the driver's process. All pull specs
+long-lived worker processes, one trial per worker at a time (with population-based training: each
+member a run folder trained ``interval`` epochs at a time, copied through its checkpoints,
+``pbt_checkpoints``); ``population`` trains up to K mlp/cnn trials of one structure together as one
+stacked computation in the driver's process. All pull specs
 lazily from an iterator and are interchangeable behind the ``Executor`` protocol.
 
 Example:
@@ -43,7 +45,11 @@ def _inline(workers: int = 1, population_size: Optional[int] = None, pbt=None) -
 
 
 @EXECUTORS.register("processes")
-def _processes(workers: int = 2, population_size: Optional[int] = None, pbt=None) -> ProcessExecutor:
+def _processes(workers: int = 2, population_size: Optional[int] = None, pbt=None):
+    if pbt is not None:  # population-based training of run folders, from their checkpoints
+        from tunelab.execute.pbt_checkpoints import CheckpointPBTExecutor
+
+        return CheckpointPBTExecutor(workers, pbt)
     return ProcessExecutor(workers)
 
 
