@@ -138,7 +138,7 @@ def _start_lines(p, trials: int, staged: bool, where: str) -> list[str]:
 def tune_command(
     space: Path = typer.Argument(..., metavar="SPACE", help="Space file: base (train config), space (dotted key -> "
                                  "distribution), objective, stages."),
-    sampler: str = typer.Option("random", "--sampler", metavar="grid|random|coarse-to-fine|tpe|gp|pbt", help="grid, random, coarse-to-fine, tpe, gp, or pbt (population-based training: all --trials as one population)."),
+    sampler: str = typer.Option("random", "--sampler", metavar="grid|random|coarse-to-fine|tpe|gp|pbt", help="grid, random, coarse-to-fine, tpe, gp, or pbt (population-based training: all --trials as one population; with --executor processes --workers W, run folders copied through their checkpoints)."),
     interval: int = typer.Option(4, "--interval", metavar="N", help="--sampler pbt: epochs between exploit/explore steps."),
     trials: int = typer.Option(20, "--trials", "-n", metavar="N", help="Finished trials wanted in total (a rerun continues up to this)."),
     pruner: str = typer.Option("none", "--pruner", metavar="none|median|asha|hyperband", help="none, median, asha or hyperband (on the per-epoch objective)."),
