@@ -35,6 +35,17 @@ SKIP = {
         "`tunelab train` itself runs below",
     "pip install torch==2.13.0 -e '.[test]' && TUNELAB_DATA=../shared/data python -m pytest":
         "the test suite this test belongs to",
+    # the Ray cluster lines need several machines, a cluster and a PostgreSQL server; the same
+    # commands run in tests/execute/test_ray.py on a multi-node cluster started on 127.0.0.1 (-m ray)
+    "ray start --head --port 6379": "starts a Ray head for other machines to join (test_ray.py starts its own)",
+    "ray start --address HEAD_IP:6379": "joins a head on another machine (HEAD_IP is a placeholder)",
+    "tunelab tune space.yaml --study on-ray --executor ray --address auto --storage postgresql://user:pw@host/db "
+    "--trial-cpus 1 --trial-gpus 0.25 --max-retries 1":
+        "needs the cluster above and a PostgreSQL server (test_ray.py runs tune on a local multi-node cluster, "
+        "and with two drivers on PostgreSQL)",
+    "tunelab compare --vary model.norm=none,batch --executor ray --address auto":
+        "needs the cluster above (test_ray.py runs a compare on a local multi-node cluster)",
+    "optuna-dashboard postgresql://user:pw@host/db": "a web server that runs until stopped, on a placeholder URL",
 }
 NEEDS_GPU = {"tunelab train --device cuda"}  # run where torch sees a GPU, skipped elsewhere
 

@@ -221,13 +221,13 @@ def test_make_executor_and_registry():
     assert isinstance(make_executor(1), InlineExecutor)
     ex = make_executor(3)
     assert isinstance(ex, ProcessExecutor) and ex.workers == 3 and ex.pids() == []
-    assert EXECUTORS.names() == ["inline", "population", "processes"]
+    assert EXECUTORS.names() == ["inline", "population", "processes", "ray"]
     assert isinstance(EXECUTORS.get("processes")(workers=2), ProcessExecutor)
     with pytest.raises(ConfigError, match="--workers=0"):
         make_executor(0)
     with pytest.raises(ConfigError, match="needs --executor processes"):
         EXECUTORS.get("inline")(workers=2)
-    with pytest.raises(ConfigError, match=r"choose one of \['inline', 'population', 'processes'\]"):
+    with pytest.raises(ConfigError, match=r"choose one of \['inline', 'population', 'processes', 'ray'\]"):
         EXECUTORS.get("threads")
     with pytest.raises(ConfigError, match="start_method"):
         ProcessExecutor(2, start_method="teleport")

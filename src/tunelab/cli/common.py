@@ -6,7 +6,7 @@ import math
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 __all__ = ["jsonable", "status_line", "make_console", "item_progress", "PIPE_WIDTH"]
 
@@ -125,13 +125,43 @@ def _executor_options() -> tuple[Any, Any]:
     import typer
 
     executor = typer.Option(
-        "auto", "--executor", metavar="auto|inline|processes|population", help="How trials run: auto (the "
+        "auto", "--executor", metavar="auto|inline|processes|population|ray", help="How trials run: auto (the "
         "population for small mlp/cnn trials on built-in data when the sampler does not wait on results, "
-        "else inline, or processes with --workers > 1), inline, processes, or population (up to "
-        "--population-size mlp/cnn trials trained together as one stacked computation).")
+        "else inline, or processes with --workers > 1), inline, processes, population (up to "
+        "--population-size mlp/cnn trials trained together as one stacked computation), or ray (Ray actors "
+        "on the cluster at --address; --workers > 1 caps the trials in flight).")
     size = typer.Option(None, "--population-size", metavar="K",
                         help="--executor population: trials trained together (default 32).")
     return executor, size
 
 
 EXECUTOR_OPTION, POPULATION_SIZE_OPTION = _executor_options()
+
+
+def _ray_options() -> tuple[Any, Any, Any, Any]:
+    """``--address``, ``--trial-cpus``, ``--trial-gpus``, ``--max-retries`` (--executor ray)."""
+    import typer
+
+    return (typer.Option(None, "--address", metavar="auto|local|HOST:PORT", help="--executor ray: the Ray "
+                         "cluster (default auto: the one `ray start` runs here; local: a private one)."),
+            typer.Option(None, "--trial-cpus", metavar="N", help="--executor ray: CPUs each trial declares "
+                         "(default 1; also its threads)."),
+            typer.Option(None, "--trial-gpus", metavar="F", help="--executor ray: GPUs each trial declares "
+                         "(default 0; a fraction lets small trials share a GPU)."),
+            typer.Option(None, "--max-retries", metavar="N", help="--executor ray: retries of a trial whose "
+                         "worker or node dies (default 1), then it fails with the reason."))
+
+
+ADDRESS_OPTION, TRIAL_CPUS_OPTION, TRIAL_GPUS_OPTION, MAX_RETRIES_OPTION = _ray_options()
+
+
+def ray_options(address: Optional[str], trial_cpus: Optional[float], trial_gpus: Optional[float],
+                max_retries: Optional[int]) -> Optional[dict]:
+    """The ray options the user gave (None: none), for ``tune(ray=...)`` / ``run_compare(ray=...)``.
+
+    Example:
+        >>> ray_options("auto", None, 0.5, None)
+        {'address': 'auto', 'trial_gpus': 0.5}
+    """
+    given = {"address": address, "trial_cpus": trial_cpus, "trial_gpus": trial_gpus, "max_retries": max_retries}
+    return {k: v for k, v in given.items() if v is not None} or None

@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tunelab.cli.common import EXECUTOR_OPTION, POPULATION_SIZE_OPTION, make_console, status_line
+from tunelab.cli.common import (ADDRESS_OPTION, EXECUTOR_OPTION, MAX_RETRIES_OPTION, POPULATION_SIZE_OPTION,
+                                TRIAL_CPUS_OPTION, TRIAL_GPUS_OPTION, ray_options, make_console, status_line)
 from tunelab.errors import ConfigError
 
 _FLAGS = {"name": "--name", "storage": "--storage", "workers": "--workers"}
@@ -99,6 +100,10 @@ def compare_command(
     workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes (with --executor population: one population each)."),
     executor: str = EXECUTOR_OPTION,
     population_size: Optional[int] = POPULATION_SIZE_OPTION,
+    address: Optional[str] = ADDRESS_OPTION,
+    trial_cpus: Optional[float] = TRIAL_CPUS_OPTION,
+    trial_gpus: Optional[float] = TRIAL_GPUS_OPTION,
+    max_retries: Optional[int] = MAX_RETRIES_OPTION,
     metric: str = typer.Option("test_accuracy", "--metric", metavar="NAME", help="Metric of the verdicts: test_accuracy, "
                                "best_val_accuracy, epochs_to_target, final_gap or seconds."),
     target: Optional[float] = typer.Option(None, "--target", metavar="ACCURACY", help="Validation accuracy for epochs_to_target, "
@@ -154,7 +159,7 @@ def compare_command(
     from tunelab.cli.tune import cli_errors
 
     kwargs = dict(name=name, storage=storage or DEFAULT_STORAGE, workers=workers, executor=executor,
-                  population_size=population_size,
+                  population_size=population_size, ray=ray_options(address, trial_cpus, trial_gpus, max_retries),
                   meta=dict(factorial=factorial, command=command, metric=metric, test=test, target=target))
     try:
         with cli_errors(_FLAGS):

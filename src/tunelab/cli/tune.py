@@ -15,7 +15,8 @@ from typing import Any, Iterator, Optional
 
 import typer
 import yaml
-from tunelab.cli.common import EXECUTOR_OPTION, POPULATION_SIZE_OPTION, make_console, status_line
+from tunelab.cli.common import (ADDRESS_OPTION, EXECUTOR_OPTION, MAX_RETRIES_OPTION, POPULATION_SIZE_OPTION,
+                                TRIAL_CPUS_OPTION, TRIAL_GPUS_OPTION, ray_options, make_console, status_line)
 from tunelab.cli.studies import leaderboard_table, rounds_table
 from tunelab.errors import ConfigError
 
@@ -148,6 +149,10 @@ def tune_command(
     workers: int = typer.Option(1, "--workers", "-w", metavar="N", help="Parallel worker processes (1: inline). Each gets cores/workers threads; with --executor population each trains its own population."),
     executor: str = EXECUTOR_OPTION,
     population_size: Optional[int] = POPULATION_SIZE_OPTION,
+    address: Optional[str] = ADDRESS_OPTION,
+    trial_cpus: Optional[float] = TRIAL_CPUS_OPTION,
+    trial_gpus: Optional[float] = TRIAL_GPUS_OPTION,
+    max_retries: Optional[int] = MAX_RETRIES_OPTION,
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key of the space's "
                                    "base config, e.g. --set training.threads=1 (repeatable; checked at once)."),
     storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help="SQLAlchemy URL (default sqlite:///tunelab.db; postgresql://... works)."),
@@ -194,7 +199,8 @@ def tune_command(
     kwargs = dict(sampler=sampler, trials=trials, pruner=pruner, workers=workers, trial_folders=trial_folders,
                   storage=where, study=study, seed=seed, stages=stages, round_size=round_size,
                   overrides=list(set_), fresh=fresh, timeout=timeout, grace_epochs=grace_epochs,
-                  executor=executor, population_size=population_size, interval=interval)
+                  executor=executor, population_size=population_size, interval=interval,
+                  ray=ray_options(address, trial_cpus, trial_gpus, max_retries))
     try:
         with cli_errors():  # the library names its arguments; say the flags the user typed
             if live:

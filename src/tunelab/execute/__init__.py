@@ -4,12 +4,13 @@
 long-lived worker processes, one trial per worker at a time (with population-based training: each
 member a run folder trained ``interval`` epochs at a time, copied through its checkpoints,
 ``pbt_checkpoints``); ``population`` trains up to K mlp/cnn trials of one structure together as one
-stacked computation in the driver's process. All pull specs
+stacked computation in the driver's process; ``ray`` runs them as Ray actors on a cluster (the
+optional extra ``tunelab[ray]``). All pull specs
 lazily from an iterator and are interchangeable behind the ``Executor`` protocol.
 
 Example:
     >>> sorted(EXECUTORS)
-    ['inline', 'population', 'processes']
+    ['inline', 'population', 'processes', 'ray']
     >>> type(make_executor(1)).__name__
     'InlineExecutor'
     >>> type(make_executor(1, "population", population_size=8)).__name__
@@ -31,13 +32,14 @@ from tunelab.registry import Registry
 __all__ = [
     "TrialSpec", "Event", "Decision", "Executor", "execute_trial", "Reporter", "TrialPruned",
     "InlineExecutor", "ProcessExecutor", "PopulationExecutor", "EXECUTORS", "EXECUTOR_NAMES", "make_executor", "auto_population",
+    "RAY_OPTIONS",
 ]
 
 EXECUTORS = Registry("--executor")
 
 
 @EXECUTORS.register("inline")
-def _inline(workers: int = 1, population_size: Optional[int] = None, pbt=None) -> InlineExecutor:
+def _inline(workers: int = 1, population_size: Optional[int] = None, pbt=None, ray=None) -> InlineExecutor:
     if workers != 1:
         raise ConfigError(f"--workers={workers!r} needs --executor processes; "
                           "--executor inline runs one trial at a time")
@@ -45,7 +47,7 @@ def _inline(workers: int = 1, population_size: Optional[int] = None, pbt=None) -
 
 
 @EXECUTORS.register("processes")
-def _processes(workers: int = 2, population_size: Optional[int] = None, pbt=None):
+def _processes(workers: int = 2, population_size: Optional[int] = None, pbt=None, ray=None):
     if pbt is not None:  # population-based training of run folders, from their checkpoints
         from tunelab.execute.pbt_checkpoints import CheckpointPBTExecutor
 
@@ -54,8 +56,22 @@ def _processes(workers: int = 2, population_size: Optional[int] = None, pbt=None
 
 
 @EXECUTORS.register("population")
-def _population(workers: int = 1, population_size: Optional[int] = None, pbt=None) -> PopulationExecutor:
+def _population(workers: int = 1, population_size: Optional[int] = None, pbt=None, ray=None) -> PopulationExecutor:
     return PopulationExecutor(DEFAULT_SIZE if population_size is None else population_size, workers, pbt)
+
+
+@EXECUTORS.register("ray")
+def _ray(workers: int = 1, population_size: Optional[int] = None, pbt=None, ray=None):
+    """Trials as Ray actors; ``workers`` > 1 caps the trials in flight (1: as many as the cluster holds)."""
+    from tunelab.execute.ray import RayExecutor
+
+    if pbt is not None:
+        raise ConfigError("--executor ray does not run --sampler pbt; use --executor population or processes")
+    return RayExecutor(**(ray or {}), workers=workers if workers > 1 else None)
+
+
+# the options of --executor ray (tune(ray=...), the CLI's --address, --trial-cpus, --trial-gpus, --max-retries)
+RAY_OPTIONS = ("address", "trial_cpus", "trial_gpus", "max_retries")
 
 
 EXECUTOR_NAMES = ["auto", *EXECUTORS.names()]
@@ -94,10 +110,10 @@ def auto_population(config: dict) -> bool:
 
 
 def make_executor(workers: int, executor: str = "auto", population_size: Optional[int] = None,
-                  pbt=None, population: bool = False) -> Executor:
+                  pbt=None, population: bool = False, ray: Optional[dict] = None) -> Executor:
     """The executor named ``executor`` for ``workers`` parallel trials; ``auto``: the population
     when the caller found it faster (``population``: see ``auto_population``), else inline for 1
-    worker and processes for more.
+    worker and processes for more. ``ray``: the options of ``executor="ray"`` (RAY_OPTIONS).
 
     Example:
         >>> type(make_executor(2)).__name__
@@ -110,6 +126,13 @@ def make_executor(workers: int, executor: str = "auto", population_size: Optiona
     if population_size is not None and executor != "population":
         raise ConfigError(f"--population-size={population_size!r} needs --executor population; "
                           f"got --executor {executor}")
+    if ray:
+        unknown = sorted(set(ray) - set(RAY_OPTIONS))
+        if unknown:
+            raise ConfigError(f"ray option {unknown[0]!r} is not known; allowed: {list(RAY_OPTIONS)}")
+        if executor != "ray":
+            given = "--" + next(iter(ray)).replace("_", "-")
+            raise ConfigError(f"{given} needs --executor ray; got --executor {executor}")
     if executor == "auto":
         executor = "population" if population else ("inline" if workers == 1 else "processes")
-    return EXECUTORS.get(executor)(workers=workers, population_size=population_size, pbt=pbt)
+    return EXECUTORS.get(executor)(workers=workers, population_size=population_size, pbt=pbt, ray=ray)

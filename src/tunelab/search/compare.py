@@ -14,6 +14,7 @@ allow, the same initial weights in every arm (common random numbers), so differe
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from typing import Any, Callable, Iterator, Optional
 
@@ -25,6 +26,7 @@ from optuna.trial import TrialState
 from tunelab.analysis.designs import Arm, arm_config
 from tunelab.errors import ConfigError
 from tunelab.execute.base import TrialSpec
+from tunelab.search.drivers import ask_lock, create_study, driver_alive
 from tunelab.search.storage import storage_errors, write_trial
 from tunelab.search.study import Progress, StudyDriver, recover_stale, tensorboard_root
 
@@ -70,22 +72,26 @@ class CompareDriver(StudyDriver):
         self.defer_reports = True  # nothing prunes a compare: epoch values are written with the result
 
     def _done_pairs(self) -> set[tuple[int, int]]:
+        """(arm, seed) pairs that are done, or running under a live driver (this one or another)."""
+        beats, now = self.study._storage.get_study_system_attrs(self.study._study_id), time.time()
         return {(t.user_attrs["arm"], t.user_attrs["seed"]) for t in self.study.get_trials(deepcopy=False)
-                if t.state in (TrialState.COMPLETE, TrialState.FAIL) and not t.user_attrs.get("requeued")
-                and "arm" in t.user_attrs}
+                if "arm" in t.user_attrs and (
+                    (t.state in (TrialState.COMPLETE, TrialState.FAIL) and not t.user_attrs.get("requeued"))
+                    or (t.state == TrialState.RUNNING
+                        and driver_alive(self.study, t.user_attrs.get("driver"), now, beats)))}
 
     def specs(self) -> Iterator[TrialSpec]:
-        done = self._done_pairs()
         for seed in self.seeds:  # seed-major: early results already pair across arms
             for i, arm in enumerate(self.arms):
-                if (i, seed) in done:
-                    continue
                 config = arm_config(self.base, arm, seed)
-                self.fixed.values = {"arm": self.arm_labels[i], "seed": seed}
-                with self.timed("in_driver"):
+                with self.timed("in_driver"), ask_lock(self.study):  # a pair is claimed by one driver
+                    if (i, seed) in self._done_pairs():
+                        continue
+                    self.fixed.values = {"arm": self.arm_labels[i], "seed": seed}
                     with self.timed("ask"):
                         trial = self.study.ask(self.param_dists)
-                    attrs = {"arm": i, "arm_name": arm.name, "seed": seed, "config": config}
+                    attrs = {"arm": i, "arm_name": arm.name, "seed": seed, "config": config,
+                             "driver": self.driver_id}
                     log_dir = self.log_dir(trial, config, attrs)
                     with self.timed("storage"):
                         write_trial(self.study, trial._trial_id, attrs)
@@ -131,9 +137,9 @@ def load_design(study: optuna.Study) -> dict[str, Any]:
 def run_compare(base: dict, arms: list[Arm], seeds: list[int], *, name: str, storage: str,
                 workers: int = 1, meta: Optional[dict] = None,
                 on_progress: Optional[Callable[[Progress], None]] = None, executor: str = "auto",
-                population_size: Optional[int] = None) -> optuna.Study:
-    """Run every (arm, seed) not yet in storage; return the compare's study (``executor`` and
-    ``population_size`` as for ``tune``)."""
+                population_size: Optional[int] = None, ray: Optional[dict] = None) -> optuna.Study:
+    """Run every (arm, seed) not yet in storage; return the compare's study (``executor``,
+    ``population_size`` and ``ray`` as for ``tune``)."""
     from tunelab.execute import auto_population, make_executor
     from tunelab.trainer.tensorboard import require_tensorboard, wants_tensorboard
 
@@ -141,13 +147,12 @@ def run_compare(base: dict, arms: list[Arm], seeds: list[int], *, name: str, sto
         require_tensorboard()  # one line now, not one failed run per (arm, seed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with storage_errors(storage):
-        study = optuna.create_study(study_name=compare_study_name(name), storage=storage,
-                                    direction="maximize", load_if_exists=True)
+        study = create_study(study_name=compare_study_name(name), storage=storage, direction="maximize")
     _save_design(study, base, arms, seeds, meta or {})
     recover_stale_compare(study)
     driver = CompareDriver(study, base, arms, seeds, on_progress)
     population = executor == "auto" and auto_population(base)  # fixed (arm, seed) runs: nothing waits on results
-    with make_executor(workers, executor, population_size, population=population) as runner:
+    with make_executor(workers, executor, population_size, population=population, ray=ray) as runner:
         driver.run(runner)
     return study
 

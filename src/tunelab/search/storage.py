@@ -19,7 +19,7 @@ from typing import Iterator, Optional, Sequence, Union
 
 from tunelab.errors import ConfigError
 
-__all__ = ["write_trial", "queue_by_state", "storage_errors", "missing_sqlite_file", "reset_session", "resolve_storage", "delete_studies", "IN_MEMORY",
+__all__ = ["write_trial", "queue_by_state", "storage_errors", "missing_sqlite_file", "sqlite_file", "reset_session", "resolve_storage", "delete_studies", "IN_MEMORY",
            "StorageLike"]
 
 IN_MEMORY = "in memory (pass storage= to keep it)"
@@ -189,6 +189,17 @@ def missing_sqlite_file(url: str) -> Optional[str]:
         >>> missing_sqlite_file("postgresql://host/db") is None
         True
     """
+    path = sqlite_file(url)
+    return None if path is None or Path(path).exists() else path
+
+
+def sqlite_file(url: str) -> Optional[str]:
+    """The database file of a ``sqlite:///`` URL; None for another kind of URL or an in-memory one.
+
+    Example:
+        >>> sqlite_file("sqlite:///runs/t.db"), sqlite_file("sqlite:///:memory:")
+        ('runs/t.db', None)
+    """
     from sqlalchemy.engine import make_url
     import sqlalchemy.exc
 
@@ -198,7 +209,7 @@ def missing_sqlite_file(url: str) -> Optional[str]:
         return None  # not a URL at all: opening it reports that
     if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
         return None
-    return None if Path(parsed.database).exists() else parsed.database
+    return parsed.database
 
 
 def resolve_storage(storage: StorageLike) -> tuple[object, str]:

@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from tunelab.errors import ConfigError
 from tunelab.execute.base import Decision, Event, Executor, TrialSpec, interrupt_pending
 from tunelab.search.space import SearchSpace
+from tunelab.search.drivers import Heartbeat, ask_lock, counts, driver_alive, new_driver_id
 from tunelab.search.storage import queue_by_state, write_trial
 
 __all__ = ["StudyDriver", "Progress", "TrialOutcome", "versions", "finished_count", "recover_stale",
@@ -158,15 +159,24 @@ def finished_count(study: optuna.Study) -> int:
 
 
 def recover_stale(study: optuna.Study, reason: str = "interrupted: the driver stopped while it ran",
-                  requeue_params: bool = True) -> list[int]:
-    """Mark RUNNING trials failed (they belong to a driver that is gone) and requeue their params."""
-    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
-    for t in stale:
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-        study._storage.set_trial_user_attr(t._trial_id, "requeued", True)
-        study.tell(t.number, state=TrialState.FAIL)
-        if requeue_params:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+                  requeue_params: bool = True, driver_id: Optional[str] = None) -> list[int]:
+    """Mark RUNNING trials failed and requeue their params: those whose driver is gone (another
+    driver's running trials are left alone; see search/drivers.py), or with ``driver_id`` those of
+    that driver (its own Ctrl-C). Under the study's ask lock, so two drivers never requeue one trial
+    twice."""
+    with ask_lock(study):
+        beats, now = study._storage.get_study_system_attrs(study._study_id), time.time()
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if driver_id is not None:  # (a trial without a driver was cut between its ask and its first
+            # write: no live driver leaves one, as both happen under the lock held here)
+            stale = [t for t in running if t.user_attrs.get("driver") in (driver_id, None)]
+        else:
+            stale = [t for t in running if not driver_alive(study, t.user_attrs.get("driver"), now, beats)]
+        for t in stale:
+            write_trial(study, t._trial_id, {"fail_reason": reason, "requeued": True})
+            study.tell(t.number, state=TrialState.FAIL)
+            if requeue_params:
+                study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
     return [t.number for t in stale]
 
 
@@ -206,6 +216,7 @@ class StudyDriver:
         self.reports: dict[int, list] = {}  # trial number -> (step, value) not yet written
         self.written: dict[int, float] = {}  # trial number -> when its epoch values were last written
         self.progress = Progress(target, study=study.study_name)
+        self.driver_id = new_driver_id()  # on every trial it asks; its heartbeat says it is alive
         self.maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         queue_by_state(study)
         self._count_existing()
@@ -281,33 +292,44 @@ class StudyDriver:
         """Lazily asked trials: the executor pulls one when it has a free slot."""
         while self._remaining() > 0 and not self._out_of_time():
             spec = self._ask_one()
+            if spec is False:  # the study holds its total (other drivers asked the rest)
+                return
             if spec is not None:
                 yield spec
 
-    def _ask_one(self) -> Optional[TrialSpec]:
-        """Ask the sampler for one trial and write its attributes; None when its config is refused
-        (told as a failed trial)."""
+    def _ask_one(self):
+        """Ask the sampler for one trial and write its attributes: its TrialSpec; None when its
+        config is refused (told as a failed trial); False when the study's finished and running
+        trials (of every driver) already make its total. Counting, asking and the first write are
+        one step under the study's ask lock (drivers/ask_lock), so drivers sharing the study never
+        ask past its total."""
         with self.timed("in_driver"):
             if interrupt_pending():  # a signal whose KeyboardInterrupt a finalizer swallowed
                 raise KeyboardInterrupt("interrupted (Ctrl-C or SIGTERM)")
-            with self.timed("ask"):
-                trial = self.study.ask(self.dists)
-            values = self.space.decode({k: v for k, v in trial.params.items()})
-            # the space file's order, as the user wrote it (Optuna's params come sorted)
-            self.values[trial.number] = {**{k: values[k] for k in self.keys if k in values}, **values}
-            try:
-                config = self.space.apply(self.base, values)
-            except ConfigError as e:  # a combination the config rejects: a failed trial, not a crash
-                trial.set_user_attr("fail_reason", f"invalid config: {e}")
-                self.study.tell(trial, state=TrialState.FAIL)
-                self.progress.failed += 1
-                self._notify("finished", self._outcome(trial.number, "failed", None, 0, f"invalid config: {e}"))
-                return None
-            seed = int(config.get("training", {}).get("seed", 0)) if isinstance(config, dict) else 0
-            attrs = {"config": config, "params": values, "seed": seed, "versions": versions()}
-            log_dir, run_dir = self.log_dir(trial, config, attrs), self.run_dir(trial, attrs)
-            with self.timed("storage"):
-                write_trial(self.study, trial._trial_id, attrs)
+            with ask_lock(self.study):
+                with self.timed("ask"):
+                    held = counts(self.study)
+                    if held["finished"] + held["running"] >= self.target:
+                        return False
+                    trial = self.study.ask(self.dists)
+                values = self.space.decode({k: v for k, v in trial.params.items()})
+                # the space file's order, as the user wrote it (Optuna's params come sorted)
+                self.values[trial.number] = {**{k: values[k] for k in self.keys if k in values}, **values}
+                try:
+                    config = self.space.apply(self.base, values)
+                except ConfigError as e:  # a combination the config rejects: a failed trial, not a crash
+                    write_trial(self.study, trial._trial_id, {"driver": self.driver_id,
+                                                              "fail_reason": f"invalid config: {e}"})
+                    self.study.tell(trial, state=TrialState.FAIL)
+                    self.progress.failed += 1
+                    self._notify("finished", self._outcome(trial.number, "failed", None, 0, f"invalid config: {e}"))
+                    return None
+                seed = int(config.get("training", {}).get("seed", 0)) if isinstance(config, dict) else 0
+                attrs = {"config": config, "params": values, "seed": seed, "versions": versions(),
+                         "driver": self.driver_id}
+                log_dir, run_dir = self.log_dir(trial, config, attrs), self.run_dir(trial, attrs)
+                with self.timed("storage"):
+                    write_trial(self.study, trial._trial_id, attrs)
             if self.fn is None:
                 self.last_epoch[trial.number] = _epochs_of(config, self.space.validate_config)
             self.live[trial.number], self.t0[trial.number] = trial, time.perf_counter()
@@ -352,7 +374,9 @@ class StudyDriver:
         if trial is None:
             return None
         if ev.kind == "start":
-            self.pending.setdefault(ev.number, {})["pid"] = ev.metrics.get("pid")  # written with the result
+            where = self.pending.setdefault(ev.number, {})  # written with the result
+            where["pid"] = ev.metrics.get("pid")
+            where.update({k: ev.metrics[k] for k in ("host", "node") if k in ev.metrics})  # a Ray worker's
             return None
         if ev.kind == "epoch":
             self.history.setdefault(ev.number, []).append(ev.metrics)
@@ -443,19 +467,23 @@ class StudyDriver:
         self.progress.started = time.perf_counter()
         self.deadline = None if self.timeout is None else self.progress.started + self.timeout
         self._notify("start")
+        heart = Heartbeat(self.study, self.driver_id)
         try:
             executor.run(self.specs(), self.on_event)
             self.progress.timing["wall"] = time.perf_counter() - self.progress.started
         except KeyboardInterrupt:
+            heart.stop()
             self._interrupted()
             raise
         except Exception as e:
             from tunelab.execute.base import interrupted_write
 
+            heart.stop()
             if not interrupted_write(e):
                 raise
             self._interrupted()  # the signal landed inside a storage write
             raise KeyboardInterrupt("interrupted during a storage write") from e
+        heart.stop()
         return self.progress
 
     def _interrupted(self) -> None:
@@ -469,7 +497,7 @@ class StudyDriver:
 
     def sweep_running(self, reason: str) -> None:
         """Mark any trial of this study still RUNNING in storage failed (and requeued)."""
-        swept = recover_stale(self.study, reason, requeue_params=self.requeue_params)
+        swept = recover_stale(self.study, reason, requeue_params=self.requeue_params, driver_id=self.driver_id)
         self.progress.interrupted += [n for n in swept if n not in self.progress.interrupted]
 
     def abandon(self, reason: str) -> None:

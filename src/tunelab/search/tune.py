@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import optuna
 
 from tunelab.errors import ConfigError
+from tunelab.search.drivers import create_study
 from tunelab.search.pruners import make_pruner
 from tunelab.search.samplers import grid_size, make_sampler
 from tunelab.search.space import SearchSpace
@@ -180,8 +181,8 @@ def _check_base(study: optuna.Study, name: str, base: dict) -> None:
 def _open_study(name: str, storage: object, space: SearchSpace, sampler, pruner) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with storage_errors(storage if isinstance(storage, str) else "<storage object>"):
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-                                    direction=space.direction, load_if_exists=True)
+        study = create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                             direction=space.direction)
     fingerprint = json.dumps({"params": sorted(space.params), "metric": space.objective_metric,
                               "direction": space.direction})
     stored = study.user_attrs.get("space_fingerprint")
@@ -250,7 +251,7 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
          trial_folders: Optional[Union[str, Path]] = None, overrides: Sequence[str] = (),
          fresh: bool = False, timeout: Optional[float] = None,
          grace_epochs: Optional[int] = None, executor: str = "auto",
-         population_size: Optional[int] = None, interval: int = 4) -> TuneResult:
+         population_size: Optional[int] = None, interval: int = 4, ray: Optional[dict] = None) -> TuneResult:
     """Search ``space`` with ``sampler`` for ``trials`` finished trials (see the CLI help).
 
     ``objective(config: dict, reporter) -> float`` tunes your own code: call
@@ -274,6 +275,9 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
     with ``executor="processes"`` each member is a run folder trained in one of ``workers`` processes,
     ``interval`` epochs at a time, and a copy is a fork of the better member's checkpoint (any model
     the trainer trains, however big).
+    ``executor="ray"`` runs trials as Ray actors on the cluster ``ray["address"]`` (auto, local or
+    HOST:PORT) with ``trial_cpus`` / ``trial_gpus`` each and ``max_retries`` retries when a worker or a
+    node dies (``ray`` maps these names to values; ``workers`` > 1 caps the trials in flight).
     """
     from tunelab.execute import auto_population, make_executor
 
@@ -282,7 +286,7 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
     if sampler == "pbt":
         executor, population_size, pbt = _pbt_setup(space, objective, overrides, trials, workers, executor,
                                                     population_size, pruner, stages, interval, seed)
-    make_executor(workers, executor, population_size)  # a bad name or size fails before any write
+    make_executor(workers, executor, population_size, ray=ray)  # a bad name or size fails before any write
     sp = _with_overrides(load_space(space, custom=objective is not None), overrides)
     if objective is None and _wants_tensorboard(sp):
         from tunelab.trainer.tensorboard import require_tensorboard
@@ -326,7 +330,7 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
             from tunelab.execute.population import DEFAULT_SIZE  # next round needs this one's results
 
             size = min(population_size or DEFAULT_SIZE, opts["round_size"])
-        with make_executor(workers, executor, size, pbt=pbt, population=auto_pop) as runner:
+        with make_executor(workers, executor, size, pbt=pbt, population=auto_pop, ray=ray) as runner:
             progress = driver.run(runner)
         value, best_vals, config, number = _best(st, sp, keys)
         fixed = {**fixed, **best_vals}

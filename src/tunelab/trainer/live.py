@@ -161,12 +161,13 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
         status = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    if status.get("status") in ("running", "paused") and not _alive(status.get("pid")):
+    if status.get("status") in ("running", "paused") and not pid_alive(status.get("pid")):
         status["status"] = "killed"
     return status
 
 
-def _alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
+    """Whether process ``pid`` of this machine is running (a zombie is not)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:

@@ -1,0 +1,154 @@
+"""The Ray executor on a real multi-node Ray cluster on this machine (marker: ray).
+
+``ray.cluster_utils.Cluster`` starts a head and worker nodes as separate processes (each its own
+raylet) on 127.0.0.1; the tests run a tune study and a compare to completion on it, then kill a
+worker node in the middle of a study. Without Ray installed the executor says how to install it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import uuid
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import tunelab
+from tunelab.errors import ConfigError
+
+pytestmark = pytest.mark.ray
+ray = pytest.importorskip("ray")
+PG_URL = os.environ.get("TUNELAB_PG_URL")
+
+SPACE = {"base": {"data": {"name": "digits"}, "model": {"hidden": [16]}, "training": {"epochs": 3}},
+         "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head (no CPU: it schedules nothing) and two worker nodes of one CPU each."""
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    nodes = [c.add_node(num_cpus=1) for _ in range(2)]
+    c.wait_for_nodes()
+    yield c, nodes
+    if ray.is_initialized():
+        ray.shutdown()
+    c.shutdown()
+
+
+def test_a_tune_study_and_a_compare_run_on_a_multi_node_cluster(cluster, tmp_path):
+    c, _ = cluster
+    storage = f"sqlite:///{tmp_path / 'r.db'}"
+    res = tunelab.tune(SPACE, trials=6, storage=storage, study="ray", seed=0, executor="ray",
+                       ray={"address": c.address}, overrides=["training.threads=1"])
+    trials = res.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    assert all(len(t.user_attrs["history"]) == 3 and len(t.intermediate_values) == 3 for t in trials)
+    assert len({t.user_attrs["node"] for t in trials}) == 2  # both worker nodes trained trials
+    # a compare on the same cluster: every (arm, seed) once
+    from tunelab.analysis.designs import Arm
+    from tunelab.search.compare import run_compare
+
+    arms = [Arm("baseline", {}), Arm("sgd", {"optimizer.name": "sgd"})]
+    study = run_compare(SPACE["base"], arms, [0, 1], name="ray-cmp", storage=storage, executor="ray",
+                        ray={"address": c.address})
+    runs = study.get_trials()
+    assert sorted((t.user_attrs["arm"], t.user_attrs["seed"]) for t in runs) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert all(t.state == TrialState.COMPLETE and "test_accuracy" in t.user_attrs["result"] for t in runs)
+
+
+def test_pruning_decisions_reach_trials_on_the_cluster(cluster, tmp_path):
+    c, _ = cluster
+    space = {"base": {**SPACE["base"], "training": {"epochs": 8}}, "space": {"optimizer.lr": {"log_uniform": [1e-5, 1.0]}}}
+    res = tunelab.tune(space, trials=10, storage=f"sqlite:///{tmp_path / 'p.db'}", study="prune", seed=1,
+                       executor="ray", ray={"address": c.address}, pruner="median", grace_epochs=2)
+    trials = res.study.get_trials()
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and all(len(t.user_attrs["history"]) < 8 for t in pruned)  # stopped where pruned
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+
+
+def _kill_a_trial_actor_when_one_trial_is_done(storage: str, study: str) -> threading.Thread:
+    """SIGKILL one Ray worker process running a trial, once the study has a completed trial."""
+    import signal
+    import subprocess
+
+    def kill():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            time.sleep(0.3)
+            try:
+                if any(t.state == TrialState.COMPLETE
+                       for t in optuna.load_study(study_name=study, storage=storage).get_trials()):
+                    break
+            except Exception:  # noqa: BLE001 - not created yet
+                pass
+        pids = subprocess.run(["pgrep", "-f", "TrialActor"], capture_output=True, text=True).stdout.split()
+        if pids:
+            os.kill(int(pids[0]), signal.SIGKILL)
+
+    thread = threading.Thread(target=kill)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("retries", [1, 0])
+def test_a_worker_killed_mid_study_is_retried_or_fails_with_the_reason(cluster, tmp_path, retries):
+    c, _ = cluster
+    storage, name = f"sqlite:///{tmp_path / 'k.db'}", f"kill{retries}"
+    space = {"base": {**SPACE["base"], "training": {"epochs": 150, "threads": 1}},
+             "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
+    killer = _kill_a_trial_actor_when_one_trial_is_done(storage, name)
+    res = tunelab.tune(space, trials=5, storage=storage, study=name, seed=0, executor="ray",
+                       ray={"address": c.address, "max_retries": retries})
+    killer.join()
+    trials = res.study.get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert all(len(t.user_attrs["history"]) == 150 for t in done)
+    if retries:  # the killed trial ran again on a new actor and completed
+        assert len(done) == 5 and not failed
+    else:  # no retry: it failed, with the reason, and the study went on
+        assert len(done) == 4 and len(failed) == 1
+        assert "died" in failed[0].user_attrs["fail_reason"]
+
+
+@pytest.mark.postgres
+def test_two_drivers_one_on_ray_share_a_postgres_study(cluster, tmp_path):
+    import subprocess
+    import textwrap
+
+    if not PG_URL:
+        pytest.skip("TUNELAB_PG_URL is not set (run: export TUNELAB_PG_URL=$(bash .ci/postgres-setup.sh))")
+    c, _ = cluster
+    name = f"pg-ray-{uuid.uuid4().hex[:8]}"
+    script = tmp_path / "other.py"
+    script.write_text(textwrap.dedent(f"""
+        import tunelab
+        if __name__ == "__main__":
+            tunelab.tune({SPACE!r}, trials=8, storage={PG_URL!r}, study={name!r}, seed=1, workers=2,
+                         executor="processes", overrides=["training.threads=1"])
+    """))
+    other = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path)
+    tunelab.tune(SPACE, trials=8, storage=PG_URL, study=name, seed=2, executor="ray", ray={"address": c.address})
+    assert other.wait(timeout=300) == 0
+    trials = optuna.load_study(study_name=name, storage=PG_URL).get_trials()
+    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["driver"] for t in trials}) == 2
+    optuna.delete_study(study_name=name, storage=PG_URL)
+
+
+def test_ray_options_are_checked_in_one_line():
+    for ray_opts, match in (({"trial_cpus": 0}, "--trial-cpus=0 is out of range"),
+                            ({"max_retries": -1}, "--max-retries=-1 is out of range"),
+                            ({"nodes": 2}, "ray option 'nodes' is not known")):
+        with pytest.raises(ConfigError, match=match):
+            tunelab.tune(SPACE, trials=1, executor="ray", ray=ray_opts)
+    with pytest.raises(ConfigError, match="--address needs --executor ray"):
+        tunelab.tune(SPACE, trials=1, ray={"address": "auto"})
