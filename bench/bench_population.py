@@ -145,6 +145,8 @@ def mnist(repeats: int) -> dict:
     if not os.environ.get("TUNELAB_DATA"):
         print("\n(mnist skipped: set TUNELAB_DATA to the folder holding mnist/)")
         return {}
+    # the runs start in temporary folders: a relative data folder must not move with them
+    os.environ["TUNELAB_DATA"] = str(Path(os.environ["TUNELAB_DATA"]).resolve())
     with tempfile.TemporaryDirectory() as tmp:
         space = Path(tmp) / "mnist.yaml"
         space.write_text("base:\n  data: {name: mnist}\n  model: {hidden: [256, 128]}\n"
