@@ -119,6 +119,40 @@ def test_a_worker_killed_mid_study_is_retried_or_fails_with_the_reason(cluster, 
         assert "died" in failed[0].user_attrs["fail_reason"]
 
 
+def test_a_node_killed_mid_study_leaves_no_trial_running_and_keeps_every_completed_one(cluster, tmp_path):
+    c, _ = cluster
+    victim = c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    storage = f"sqlite:///{tmp_path / 'n.db'}"
+    space = {"base": {**SPACE["base"], "training": {"epochs": 150, "threads": 1}},
+             "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
+
+    def kill_node():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            time.sleep(0.3)
+            try:
+                if any(t.state == TrialState.COMPLETE
+                       for t in optuna.load_study(study_name="node", storage=storage).get_trials()):
+                    break
+            except Exception:  # noqa: BLE001 - not created yet
+                pass
+        c.remove_node(victim, allow_graceful=False)  # the node's raylet and its workers, SIGKILLed
+
+    killer = threading.Thread(target=kill_node)
+    killer.start()
+    res = tunelab.tune(space, trials=6, storage=storage, study="node", seed=0, executor="ray",
+                       ray={"address": c.address, "max_retries": 1})
+    killer.join()
+    trials = res.study.get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(done) + len(failed) == 6 and len(done) >= 4
+    assert all(len(t.user_attrs["history"]) == 150 for t in done)
+    assert all("died" in t.user_attrs["fail_reason"] for t in failed)
+
+
 @pytest.mark.postgres
 def test_two_drivers_one_on_ray_share_a_postgres_study(cluster, tmp_path):
     import subprocess

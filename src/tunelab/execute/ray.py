@@ -8,9 +8,10 @@ Ray actor that declares ``trial_cpus`` CPUs and ``trial_gpus`` GPUs (fractions a
 small trials share a GPU) and uses that many threads. The dataset is loaded once by the driver and
 put in Ray's object store; actors read it from there (once per actor) instead of loading it.
 
-Every epoch's metrics go back to the driver through a Ray queue, and the driver's answer (prune or
-not) goes back to the running trial through that trial's own queue, so pruning works as with the
-process executor. A trial whose actor dies (its process or its node) is retried on a new actor up to
+Every epoch's metrics go back to the driver through a long poll of the trial's own actor (a second
+thread of the actor answers it), and the driver's answer (prune or not) goes back with the next
+poll, so pruning works as with the process executor; nothing else sits between driver and actor,
+so a node that dies fails only the calls to its actors. A trial whose actor dies (its process or its node) is retried on a new actor up to
 ``max_retries`` times (epochs it had reported are not reported again: a retry with the same seed
 retrains them to the same values), then fails with the reason. Ray Tune is not used.
 
@@ -51,26 +52,35 @@ class _Flight:
     attempt: int = 0
     reported: int = 0  # the last epoch the driver has seen (a retry does not report it again)
     pruned: bool = False
+    run: Any = None  # ObjectRef of the actor's run call (its final Event)
+    poll: Any = None  # ObjectRef of the outstanding poll (the events since the last one)
+    answers: dict = field(default_factory=dict)  # epoch -> prune, sent with the next poll
+    where: dict = field(default_factory=dict)  # where its last attempt that started ran
 
 
 @dataclass
 class _Slot:
     actor: Any
-    decisions: Any  # the queue the driver answers this slot's epochs on
     info: dict = field(default_factory=dict)
 
 
 def _actor_class(ray):
-    @ray.remote(max_restarts=0, max_task_retries=0)
+    @ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=2)
     class TrialActor:
-        """One trial at a time in this actor's process; the dataset from the object store."""
+        """One trial at a time in this actor's process (``run``), the dataset from the object store;
+        ``poll`` (the actor's second thread) hands the driver the events since the last poll and the
+        running trial the driver's answers. No other actor is in between: when this actor or its
+        node dies, only the calls to it fail."""
 
         def __init__(self, threads: int) -> None:
+            import threading
+
             from tunelab.trainer.prepare import set_threads
 
             set_threads(threads, as_default=True)
+            self._cond, self._events, self._answers = threading.Condition(), [], {}
 
-        def run(self, spec: TrialSpec, data: dict, events, decisions, threads: int) -> Event:
+        def run(self, spec: TrialSpec, data: dict, threads: int) -> Event:
             import socket
 
             from tunelab.execute.trial import execute_trial
@@ -78,18 +88,37 @@ def _actor_class(ray):
 
             where = {"pid": os.getpid(), "host": socket.gethostname(), "node": ray.get_runtime_context().get_node_id(),
                      "threads": threads}
-            events.put((spec.number, Event(spec.number, "start", metrics=where)))
-
+            with self._cond:
+                self._events, self._answers = [Event(spec.number, "start", metrics=where)], {}
+                self._cond.notify_all()
             for key, ref in data.items():  # the driver's copy from the object store, not a load
                 if key not in prepare._DATA_CACHE:
                     prepare._DATA_CACHE.clear()
                     prepare._DATA_CACHE[key] = ray.get(ref)
 
             def report(step: int, value: float, metrics: dict) -> bool:
-                events.put((spec.number, Event(spec.number, "epoch", step, value, metrics)))
-                return bool(decisions.get())
+                with self._cond:
+                    self._events.append(Event(spec.number, "epoch", step, value, metrics))
+                    self._cond.notify_all()
+                    while step not in self._answers:
+                        self._cond.wait()
+                    return bool(self._answers.pop(step))
 
-            return execute_trial(spec, report)
+            try:
+                return execute_trial(spec, report)
+            finally:  # an outstanding poll returns now, not after its wait
+                with self._cond:
+                    self._cond.notify_all()
+
+        def poll(self, answers: dict, wait: float) -> list:
+            """Take the driver's answers; return the events so far (waiting up to ``wait`` s for one)."""
+            with self._cond:
+                self._answers.update(answers)
+                self._cond.notify_all()
+                if not self._events:
+                    self._cond.wait(wait)
+                out, self._events = self._events, []
+            return out
 
     return TrialActor
 
@@ -153,23 +182,19 @@ class RayExecutor:
         self.close()
 
     def _kill(self, slot: _Slot) -> None:
-        for handle in (slot.actor, slot.decisions.actor if hasattr(slot.decisions, "actor") else None):
-            if handle is not None:
-                try:
-                    self.ray.kill(handle)
-                except Exception:  # noqa: BLE001 - already gone
-                    pass
+        try:
+            self.ray.kill(slot.actor)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
 
     # ------------------------------------------------------------------ the run loop
     def run(self, trials: Iterable[TrialSpec], on_event: Callable[[Event], Decision]) -> None:
         ray = self.ray
         self._connect()
         self._actor = _actor_class(ray)
-        self._events = self._queue()
         self._data: dict[tuple, Any] = {}  # data key -> ObjectRef of the bundle (put once)
-        capacity = self._capacity()
-        self._slots = [None] * capacity
-        flight: dict[Any, _Flight] = {}  # ObjectRef of a run -> what it runs
+        self._slots = [None] * self._capacity()
+        flight: list[_Flight] = []
         it, more = iter(trials), True
         try:
             while True:
@@ -185,30 +210,16 @@ class RayExecutor:
         finally:
             self.close()
 
-    def _idle_slot(self, flight: dict) -> Optional[int]:
-        busy = {f.slot for f in flight.values()}
+    def _idle_slot(self, flight: list) -> Optional[int]:
+        busy = {f.slot for f in flight}
         return next((i for i in range(len(self._slots)) if i not in busy), None)
 
     def _slot(self, i: int) -> _Slot:
         if self._slots[i] is None:
             threads = max(1, int(round(self.trial_cpus)))
             actor = self._actor.options(num_cpus=self.trial_cpus, num_gpus=self.trial_gpus).remote(threads)
-            self._slots[i] = _Slot(actor, self._queue())
+            self._slots[i] = _Slot(actor)
         return self._slots[i]
-
-    def _queue(self):
-        """A Ray queue on the head node (a worker node that dies must not take it along)."""
-        from ray.util.queue import Queue
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        if not hasattr(self, "_head"):
-            heads = [n["NodeID"] for n in self.ray.nodes()
-                     if n.get("Alive") and "node:__internal_head__" in n.get("Resources", {})]
-            self._head = heads[0] if heads else None
-        options = {"num_cpus": 0}
-        if self._head is not None:
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(self._head, soft=False)
-        return Queue(actor_options=options)
 
     def _data_for(self, spec: TrialSpec) -> dict:
         """{cache key: ObjectRef} of the spec's dataset, loaded and put in the object store once."""
@@ -226,7 +237,7 @@ class RayExecutor:
             self._data = {key: self.ray.put(load_run_data(cfg))}  # one dataset at a time, as a worker keeps
         return {key: self._data[key]}
 
-    def _dispatch(self, f: _Flight, flight: dict, on_event: Callable[[Event], Decision]) -> None:
+    def _dispatch(self, f: _Flight, flight: list, on_event: Callable[[Event], Decision]) -> None:
         slot = self._slot(f.slot)
         try:
             data = self._data_for(f.spec)
@@ -234,38 +245,44 @@ class RayExecutor:
             on_event(Event(f.spec.number, "failed", error=str(e)))
             return
         # not waited for: Ray starts the actor where the resources are (or when they free up), and
-        # the trial's first message, "start", says where it runs
-        ref = slot.actor.run.remote(f.spec, data, self._events, slot.decisions, max(1, int(round(self.trial_cpus))))
-        flight[ref] = f
+        # the trial's first event, "start", says where it runs
+        f.run = slot.actor.run.remote(f.spec, data, max(1, int(round(self.trial_cpus))))
+        f.poll, f.answers = None, {}
+        flight.append(f)
 
-    def _pump(self, flight: dict, on_event: Callable[[Event], Decision]) -> None:
-        """Answer the epochs that arrived, then take the trials that ended."""
-        by_number = {f.spec.number: f for f in flight.values()}
-        self._answer(self._events.get_nowait_batch(self._events.qsize()), by_number, on_event)
-        done, _ = self.ray.wait(list(flight), num_returns=len(flight), timeout=0.02, fetch_local=False)
-        for ref in done:
-            f = flight.pop(ref)
-            # the queue holds every epoch the trial put before it returned: answer those first
-            self._answer(self._events.get_nowait_batch(self._events.qsize()), by_number, on_event)
+    def _pump(self, flight: list, on_event: Callable[[Event], Decision]) -> None:
+        """Poll every running trial (long polls: each returns when its trial has an event, or after
+        a second); answer the epochs; take the trials that ended; retry those whose actor died."""
+        ray = self.ray
+        for f in flight:
+            if f.poll is None:
+                f.poll, f.answers = self._slots[f.slot].actor.poll.remote(f.answers, 1.0), {}
+        refs = [r for f in flight for r in (f.poll, f.run)]
+        ready, _ = ray.wait(refs, num_returns=1, timeout=1.0, fetch_local=False)
+        if not ready:
+            return
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        ready = set(ready)
+        for f in list(flight):
             try:
-                final = self.ray.get(ref)
-            except self.ray.exceptions.RayTaskError as e:  # raised inside the trial (execute_trial catches its own)
+                if f.poll in ready:
+                    events, f.poll = ray.get(f.poll), None
+                    self._answer(f, events, on_event)
+                if f.run in ready:
+                    final = ray.get(f.run)
+                    if f.poll is not None:  # the start of a trial that failed before its first epoch
+                        self._answer(f, ray.get(f.poll, timeout=5), on_event)
+                    flight.remove(f)
+                    on_event(final)
+            except ray.exceptions.RayTaskError as e:  # raised inside the trial (execute_trial catches its own)
+                flight.remove(f)
                 on_event(Event(f.spec.number, "failed", f.reported, error=str(e.cause if e.cause else e)))
-                continue
-            except self.ray.exceptions.RayError as e:  # the actor, its process or its node is gone
+            except ray.exceptions.RayError as e:  # the actor, its process or its node is gone
+                flight.remove(f)
                 self._retry_or_fail(f, e, flight, on_event)
-                continue
-            if final.kind == "epoch":  # cannot happen: run returns the final event
-                raise TunelabError(f"trial {f.spec.number} returned an epoch event")
-            on_event(final)
-        if not done and not self._events.qsize():
-            time.sleep(0.005)
 
-    def _answer(self, items: list, by_number: dict, on_event: Callable[[Event], Decision]) -> None:
-        for number, ev in items:
-            f = by_number.get(number)
-            if f is None:
-                continue
+    def _answer(self, f: _Flight, events: list, on_event: Callable[[Event], Decision]) -> None:
+        for ev in events:
             if ev.kind == "start":  # the actor runs it now: where (a retry's new place too)
                 if self._slots[f.slot] is not None:
                     self._slots[f.slot].info = ev.metrics
@@ -276,19 +293,18 @@ class RayExecutor:
             else:
                 f.reported = ev.step
                 f.pruned = prune = on_event(ev) == "prune"
-            slot = self._slots[f.slot]
-            if slot is not None:
-                slot.decisions.put(prune)
+            f.answers[ev.step] = prune
 
-    def _retry_or_fail(self, f: _Flight, error: BaseException, flight: dict,
+    def _retry_or_fail(self, f: _Flight, error: BaseException, flight: list,
                        on_event: Callable[[Event], Decision]) -> None:
         """The trial's actor died (its process or its node): a new actor retries it, or it fails."""
-        where = (self._slots[f.slot].info if self._slots[f.slot] is not None else {}) or {}
+        where = (self._slots[f.slot].info if self._slots[f.slot] is not None else {}) or f.where
+        f.where = where
         if self._slots[f.slot] is not None:
             self._kill(self._slots[f.slot])
             self._slots[f.slot] = None
-        reason = (f"the Ray worker running trial {f.spec.number} died (pid {where.get('pid')} on "
-                  f"{where.get('host')}): {type(error).__name__}")
+        place = f" (pid {where['pid']} on {where.get('host')}, node {str(where.get('node'))[:12]})" if where else ""
+        reason = f"the Ray worker running trial {f.spec.number} died{place}: {type(error).__name__}"
         if f.attempt >= self.max_retries:
             tried = f" after {f.attempt + 1} attempts" if f.attempt else ""
             on_event(Event(f.spec.number, "failed", f.reported, error=reason + tried))
