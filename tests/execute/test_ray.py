@@ -73,21 +73,25 @@ def test_pruning_decisions_reach_trials_on_the_cluster(cluster, tmp_path):
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
 
 
+def _wait_for_a_completed_trial(storage: str, study: str, limit: float = 120) -> None:
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        time.sleep(0.3)
+        try:
+            if any(t.state == TrialState.COMPLETE
+                   for t in optuna.load_study(study_name=study, storage=storage).get_trials()):
+                return
+        except Exception:  # noqa: BLE001 - not created yet
+            pass
+
+
 def _kill_a_trial_actor_when_one_trial_is_done(storage: str, study: str) -> threading.Thread:
     """SIGKILL one Ray worker process running a trial, once the study has a completed trial."""
     import signal
     import subprocess
 
     def kill():
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            time.sleep(0.3)
-            try:
-                if any(t.state == TrialState.COMPLETE
-                       for t in optuna.load_study(study_name=study, storage=storage).get_trials()):
-                    break
-            except Exception:  # noqa: BLE001 - not created yet
-                pass
+        _wait_for_a_completed_trial(storage, study)
         pids = subprocess.run(["pgrep", "-f", "TrialActor"], capture_output=True, text=True).stdout.split()
         if pids:
             os.kill(int(pids[0]), signal.SIGKILL)
@@ -131,15 +135,7 @@ def test_a_node_killed_mid_study_leaves_no_trial_running_and_keeps_every_complet
              "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
 
     def kill_node():
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            time.sleep(0.3)
-            try:
-                if any(t.state == TrialState.COMPLETE
-                       for t in optuna.load_study(study_name="node", storage=storage).get_trials()):
-                    break
-            except Exception:  # noqa: BLE001 - not created yet
-                pass
+        _wait_for_a_completed_trial(storage, "node")
         c.remove_node(victim, allow_graceful=False)  # the node's raylet and its workers, SIGKILLed
 
     killer = threading.Thread(target=kill_node)

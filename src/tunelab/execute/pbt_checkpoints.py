@@ -159,26 +159,19 @@ class _Member:
 def _exploit_explore(going: list[_Member], members: list[_Member], pbt, rng, root: Path, round_no: int) -> None:
     """Rank ``going`` on the metric; each of the bottom quantile forks a top member's checkpoint
     with explored values (plan and explore of the population's PBT)."""
-    from tunelab.population.pbt import explore, plan
+    from tunelab.population.pbt import explore, plan, value_of
     from tunelab.trainer.lineage import make_fork, run_config
 
     scores = [m.history[-1].get(pbt.metric, math.nan) if m.history else math.nan for m in going]
     for d, s in plan(scores, pbt.quantile, rng, pbt.maximize):
         dst, src = going[d], going[s]
-        values = explore({k: _value(src.cfg, k) for k in pbt.space}, pbt, rng)
+        values = explore({k: value_of(src.cfg, k) for k in pbt.space}, pbt, rng)
         child = root / f"member-{dst.index:03d}-round-{round_no}"
         make_fork(src.folder, overrides=[f"{k}={v!r}" for k, v in values.items()], out=child)
         dst.folder, dst.cfg = child, run_config(child)
         dst.lineage.append({"kind": "pbt", "epoch": len(dst.history), "from": src.index,
                             "from_trial": src.spec.number, "score": scores[d], "from_score": scores[s],
                             "values": values})
-
-
-def _value(cfg, key: str):
-    out = cfg
-    for part in key.split("."):
-        out = getattr(out, part)
-    return out
 
 
 def _init_worker(threads: int) -> None:

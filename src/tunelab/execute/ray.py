@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 

@@ -26,7 +26,7 @@ import numpy as np
 from tunelab.errors import ConfigError
 from tunelab.search.distributions import Dist
 
-__all__ = ["PBTConfig", "PER_MEMBER", "plan", "explore", "check_space"]
+__all__ = ["PBTConfig", "PER_MEMBER", "plan", "explore", "check_space", "value_of"]
 
 # what a member's optimizer and dropout read as per-member tensors: changeable while it trains
 PER_MEMBER = ("optimizer.lr", "optimizer.momentum", "optimizer.weight_decay", "optimizer.eps", "optimizer.rho",
@@ -48,6 +48,20 @@ class PBTConfig:
     @property
     def maximize(self) -> bool:
         return "loss" not in self.metric
+
+
+def value_of(cfg: Any, key: str) -> Any:
+    """The value of dotted ``key`` in a config (``optimizer.lr``).
+
+    Example:
+        >>> from tunelab.config import from_dict
+        >>> value_of(from_dict({"optimizer": {"lr": 0.5}}), "optimizer.lr")
+        0.5
+    """
+    out = cfg
+    for part in key.split("."):
+        out = getattr(out, part)
+    return out
 
 
 def check_space(keys: Sequence[str]) -> None:

@@ -39,7 +39,7 @@ from tunelab.config import RunConfig, to_dict
 from tunelab.data.augment import augment_batch, check_augment
 from tunelab.optim import LrSchedule
 from tunelab.population.optim import StackedOptimizer
-from tunelab.population.pbt import PBTConfig, check_space, plan, explore
+from tunelab.population.pbt import PBTConfig, check_space, explore, plan, value_of
 from tunelab.population.stack import StackedNet, supported
 from tunelab.trainer.fit import EpochEvent, RunResult, epoch_steps, finish_run, period_steps, train_eval_subset
 from tunelab.trainer.policy import diverged_loss, early_stopping_on, epoch_end, keep_best
@@ -303,14 +303,6 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
     return [results[i] for i in range(len(cfgs))]
 
 
-def _value(cfg: RunConfig, key: str) -> Any:
-    """The value of dotted ``key`` in a config (``optimizer.lr``)."""
-    out: Any = cfg
-    for part in key.split("."):
-        out = getattr(out, part)
-    return out
-
-
 @torch.no_grad()
 def _exploit_explore(ranked: list[_Member], members: list[_Member], net: StackedNet, opt: StackedOptimizer,
                      pbt: PBTConfig, rng: np.random.Generator, device, period: int) -> None:
@@ -323,7 +315,7 @@ def _exploit_explore(ranked: list[_Member], members: list[_Member], net: Stacked
         for name in net.names:  # weights and batch-norm statistics
             net.state[name].data[dst] = net.state[name].data[src]
         opt.copy_member(dst, src)
-        values = explore({k: _value(src_m.cfg, k) for k in pbt.space}, pbt, rng)
+        values = explore({k: value_of(src_m.cfg, k) for k in pbt.space}, pbt, rng)
         dst_m.cfg = replace(dst_m.cfg, [f"{k}={v!r}" for k, v in values.items()])
         dst_m.sched = LrSchedule(dst_m.cfg.schedule, dst_m.cfg.optimizer.lr, dst_m.cfg.training.epochs, period)
         dst_m.state = dataclasses.replace(dst_m.state, plateau=src_m.state.plateau, early=src_m.state.early,
