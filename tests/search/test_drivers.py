@@ -33,7 +33,7 @@ DRIVER = textwrap.dedent("""
     space = {{"base": {{"epochs": 3, "sleep": 0.03}}, "space": {{"x": {{"uniform": [0.0, 1.0]}}}}}}
     if __name__ == "__main__":
         tunelab.tune(space, trials={trials}, storage={url!r}, study={study!r}, objective=objectives.quadratic,
-                     seed=int(sys.argv[1]), workers={workers})
+                     seed=int(sys.argv[1]), workers={workers}{extra})
 """)
 
 COMPARE = textwrap.dedent("""
@@ -69,11 +69,34 @@ def url(request, tmp_path):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_two_drivers_share_a_study_and_stop_at_its_total(tmp_path, url, workers):
     study = f"shared-{uuid.uuid4().hex[:8]}"
-    _drivers(tmp_path, DRIVER.format(tests=str(ROOT / "tests"), trials=16, url=url, study=study, workers=workers))
+    _drivers(tmp_path, DRIVER.format(tests=str(ROOT / "tests"), trials=16, url=url, study=study, workers=workers,
+                                   extra=""))
     trials = optuna.load_study(study_name=study, storage=url).get_trials()
     assert len(trials) == 16 and [t.state for t in trials] == [TrialState.COMPLETE] * 16
     assert len({t.user_attrs["driver"] for t in trials}) == 2  # both drivers asked trials
     assert all(len(t.intermediate_values) == 3 and "history" in t.user_attrs for t in trials)  # each told once
+    optuna.delete_study(study_name=study, storage=url)
+
+
+def test_two_coarse_to_fine_drivers_share_each_rounds_ranges(tmp_path, url):
+    """Rounds are claimed, not duplicated: each round's ranges are fixed once (by whichever driver asks
+    its first trial, under the study's ask lock) and every trial of the round, from either driver,
+    is sampled inside them."""
+    from tunelab.search.coarse_to_fine import stored_rounds
+
+    study = f"c2f-{uuid.uuid4().hex[:8]}"
+    _drivers(tmp_path, DRIVER.format(tests=str(ROOT / "tests"), trials=24, url=url, study=study, workers=1,
+                                     extra=', sampler="coarse-to-fine", round_size=8'))
+    st = optuna.load_study(study_name=study, storage=url)
+    trials = st.get_trials()
+    assert len(trials) == 24 and [t.state for t in trials] == [TrialState.COMPLETE] * 24
+    assert len({t.user_attrs["driver"] for t in trials if t.number >= 8}) == 2  # both in narrowed rounds
+    rounds = stored_rounds(st)
+    assert len(rounds) == 3
+    assert rounds[-1]["x"]["uniform"][1] - rounds[-1]["x"]["uniform"][0] < 1.0  # the ranges did narrow
+    for t in trials:
+        lo, hi = rounds[t.number // 8]["x"]["uniform"]
+        assert lo <= t.params["x"] <= hi, (t.number, t.params, rounds)
     optuna.delete_study(study_name=study, storage=url)
 
 
