@@ -105,7 +105,7 @@ def test_a_compare_on_the_population_counts_every_run_once(tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(workers=1, executor="swarm"), r"^--executor='swarm' is not known; choose one of \['auto', 'inline', "),
-    (dict(workers=1, executor="inline", population_size=4), r"^--population-size=4 needs --executor population"),
+    (dict(workers=1, executor="inline", population_size=4), r"^--population-size=4 needs --executor population or ray"),
     (dict(workers=1, executor="population", population_size=0), r"^--population-size=0 is out of range"),
 ])
 def test_bad_executor_options_are_one_line(kwargs, message):

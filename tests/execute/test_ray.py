@@ -62,11 +62,31 @@ def test_a_tune_study_and_a_compare_run_on_a_multi_node_cluster(cluster, tmp_pat
     assert all(t.state == TrialState.COMPLETE and "test_accuracy" in t.user_attrs["result"] for t in runs)
 
 
-def test_pruning_decisions_reach_trials_on_the_cluster(cluster, tmp_path):
+def test_population_buckets_train_on_actors_as_the_population_executor_trains_them(cluster, tmp_path):
+    c, _ = cluster
+    kw = dict(trials=8, seed=3, sampler="random", population_size=4, overrides=["training.threads=1"])
+    res = tunelab.tune(SPACE, storage=f"sqlite:///{tmp_path / 'b.db'}", study="bucket", executor="ray",
+                       ray={"address": c.address}, **kw)
+    ref = tunelab.tune(SPACE, storage=f"sqlite:///{tmp_path / 'ref.db'}", study="ref", executor="population", **kw)
+    trials = res.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 8
+    assert all(t.user_attrs["population"] == 4 for t in trials)  # two buckets of four, each one actor
+    assert len({(t.user_attrs["node"], t.user_attrs["pid"]) for t in trials}) == 2
+    got = sorted((t.params["optimizer.lr"], t.value) for t in trials)
+    want = sorted((t.params["optimizer.lr"], t.value) for t in ref.study.get_trials())
+    assert [lr for lr, _ in got] == [lr for lr, _ in want]
+    assert [v for _, v in got] == pytest.approx([v for _, v in want], abs=1e-6)  # the same training
+
+
+@pytest.mark.parametrize("population_size", [None, 5])
+def test_pruning_decisions_reach_trials_on_the_cluster(cluster, tmp_path, population_size):
     c, _ = cluster
     space = {"base": {**SPACE["base"], "training": {"epochs": 8}}, "space": {"optimizer.lr": {"log_uniform": [1e-5, 1.0]}}}
-    res = tunelab.tune(space, trials=10, storage=f"sqlite:///{tmp_path / 'p.db'}", study="prune", seed=1,
-                       executor="ray", ray={"address": c.address}, pruner="median", grace_epochs=2)
+    # with buckets of five, two train at once and the third is pruned against their results
+    res = tunelab.tune(space, trials=15 if population_size else 10, storage=f"sqlite:///{tmp_path / 'p.db'}",
+                       study="prune", seed=1,
+                       executor="ray", ray={"address": c.address}, pruner="median", grace_epochs=2,
+                       population_size=population_size)
     trials = res.study.get_trials()
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned and all(len(t.user_attrs["history"]) < 8 for t in pruned)  # stopped where pruned
@@ -85,48 +105,82 @@ def _wait_for_a_completed_trial(storage: str, study: str, limit: float = 120) ->
             pass
 
 
-def _kill_a_trial_actor_when_one_trial_is_done(storage: str, study: str) -> threading.Thread:
-    """SIGKILL one Ray worker process running a trial, once the study has a completed trial."""
-    import signal
+def _cpu(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])  # utime + stime, in ticks
+    except OSError:
+        return -1
+
+
+def _parent(pid: str) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _wait_for_a_training_actor(under: int | None = None, limit: float = 120) -> str | None:
+    """The pid of a Ray trial actor that is training now (>= 0.05 s of CPU in half a second: an idle
+    one uses none, a training one at least that on a busy machine); with
+    ``under``, only the children of that raylet (the actors of one node)."""
     import subprocess
+
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        pids = subprocess.run(["pgrep", "-f", "TrialActor"], capture_output=True, text=True).stdout.split()
+        try:
+            pids = [pid for pid in pids if under is None or _parent(pid) == under]
+        except OSError:
+            continue
+        before = {pid: _cpu(pid) for pid in pids}
+        time.sleep(0.5)
+        busy = [pid for pid in pids if before[pid] >= 0 and _cpu(pid) - before[pid] >= 5]
+        if busy:
+            return busy[0]
+    return None
+
+
+def _kill_a_trial_actor_when_one_trial_is_done(storage: str, study: str) -> threading.Thread:
+    """SIGKILL a Ray worker process that is training, once the study has a completed trial."""
+    import signal
 
     def kill():
         _wait_for_a_completed_trial(storage, study)
-        pids = subprocess.run(["pgrep", "-f", "TrialActor"], capture_output=True, text=True).stdout.split()
-        if pids:
-            os.kill(int(pids[0]), signal.SIGKILL)
+        busy = _wait_for_a_training_actor()
+        if busy:
+            os.kill(int(busy), signal.SIGKILL)
 
     thread = threading.Thread(target=kill)
     thread.start()
     return thread
 
 
-@pytest.mark.parametrize("retries", [1, 0])
-def test_a_worker_killed_mid_study_is_retried_or_fails_with_the_reason(cluster, tmp_path, retries):
+@pytest.mark.parametrize("retries, population_size", [(1, None), (0, None), (1, 3)])
+def test_a_worker_killed_mid_study_is_retried_or_fails_with_the_reason(cluster, tmp_path, retries, population_size):
     c, _ = cluster
     storage, name = f"sqlite:///{tmp_path / 'k.db'}", f"kill{retries}"
     space = {"base": {**SPACE["base"], "training": {"epochs": 150, "threads": 1}},
              "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
     killer = _kill_a_trial_actor_when_one_trial_is_done(storage, name)
-    res = tunelab.tune(space, trials=5, storage=storage, study=name, seed=0, executor="ray",
-                       ray={"address": c.address, "max_retries": retries})
+    n = 7 if population_size else 5  # buckets of 3, 3 and 1: the last one trains alone, and is killed
+    res = tunelab.tune(space, trials=n, storage=storage, study=name, seed=0, executor="ray",
+                       ray={"address": c.address, "max_retries": retries}, population_size=population_size)
     killer.join()
     trials = res.study.get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert all(len(t.user_attrs["history"]) == 150 for t in done)
-    if retries:  # the killed trial ran again on a new actor and completed
-        assert len(done) == 5 and not failed
+    if retries:  # the killed trial (or the bucket's unfinished trials) ran again on a new actor and completed
+        assert len(done) == n and not failed
+        assert 1 <= len([t for t in done if t.user_attrs.get("retries") == 1]) <= (population_size or 1)
     else:  # no retry: it failed, with the reason, and the study went on
         assert len(done) == 4 and len(failed) == 1
         assert "died" in failed[0].user_attrs["fail_reason"]
 
 
-@pytest.mark.skipif(not os.environ.get("TUNELAB_RAY_NODE_KILL"), reason=(
-    "known gap: with Ray 2.60 the driver's ray.wait (even with a timeout) blocked after a node was killed "
-    "in one of three runs here; passes otherwise. Run it with TUNELAB_RAY_NODE_KILL=1"))
-def test_a_node_killed_mid_study_leaves_no_trial_running_and_keeps_every_completed_one(cluster, tmp_path):
+@pytest.mark.parametrize("trials, population_size", [(6, None), (12, 2)])
+def test_a_node_killed_mid_study_leaves_no_trial_running_and_keeps_every_completed_one(cluster, tmp_path, trials,
+                                                                                       population_size):
     c, _ = cluster
     victim = c.add_node(num_cpus=1)
     c.wait_for_nodes()
@@ -134,22 +188,24 @@ def test_a_node_killed_mid_study_leaves_no_trial_running_and_keeps_every_complet
     space = {"base": {**SPACE["base"], "training": {"epochs": 150, "threads": 1}},
              "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
 
-    def kill_node():
+    def kill_node():  # once a trial is complete and the victim node trains one
         _wait_for_a_completed_trial(storage, "node")
+        _wait_for_a_training_actor(under=victim.all_processes["raylet"][0].process.pid)
         c.remove_node(victim, allow_graceful=False)  # the node's raylet and its workers, SIGKILLed
 
     killer = threading.Thread(target=kill_node)
     killer.start()
-    res = tunelab.tune(space, trials=6, storage=storage, study="node", seed=0, executor="ray",
-                       ray={"address": c.address, "max_retries": 1})
+    res = tunelab.tune(space, trials=trials, storage=storage, study="node", seed=0, executor="ray",
+                       ray={"address": c.address, "max_retries": 1}, population_size=population_size)
     killer.join()
-    trials = res.study.get_trials()
-    assert not [t for t in trials if t.state == TrialState.RUNNING]
-    done = [t for t in trials if t.state == TrialState.COMPLETE]
-    failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(done) + len(failed) == 6 and len(done) >= 4
+    runs = res.study.get_trials()
+    assert not [t for t in runs if t.state == TrialState.RUNNING]
+    done = [t for t in runs if t.state == TrialState.COMPLETE]
+    failed = [t for t in runs if t.state == TrialState.FAIL]
+    assert len(done) + len(failed) == trials and len(done) >= trials - 2
     assert all(len(t.user_attrs["history"]) == 150 for t in done)
     assert all("died" in t.user_attrs["fail_reason"] for t in failed)
+    assert failed or [t for t in done if t.user_attrs.get("retries")]  # the node's trials were hit
 
 
 @pytest.mark.postgres

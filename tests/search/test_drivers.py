@@ -155,7 +155,7 @@ def test_heartbeat_beats_and_says_when_it_ended(tmp_path):
 def test_a_killed_driver_is_recovered_by_a_rerun_while_another_driver_goes_on(tmp_path):
     url = f"sqlite:///{tmp_path / 'k.db'}"
     script = tmp_path / "slow.py"
-    script.write_text(DRIVER.format(tests=str(ROOT / "tests"), trials=40, url=url, study="k", workers=1)
+    script.write_text(DRIVER.format(tests=str(ROOT / "tests"), trials=40, url=url, study="k", workers=1, extra="")
                       .replace('"sleep": 0.03', '"sleep": 0.2'))
     a = subprocess.Popen([sys.executable, str(script), "0"], cwd=tmp_path)
     b = subprocess.Popen([sys.executable, str(script), "1"], cwd=tmp_path)

@@ -131,7 +131,8 @@ def _executor_options() -> tuple[Any, Any]:
         "--population-size mlp/cnn trials trained together as one stacked computation), or ray (Ray actors "
         "on the cluster at --address; --workers > 1 caps the trials in flight).")
     size = typer.Option(None, "--population-size", metavar="K",
-                        help="--executor population: trials trained together (default 32).")
+                        help="--executor population: trials trained together (default 32); --executor "
+                             "ray: buckets of up to K trials, each trained as one population in one actor.")
     return executor, size
 
 

@@ -62,12 +62,13 @@ def _population(workers: int = 1, population_size: Optional[int] = None, pbt=Non
 
 @EXECUTORS.register("ray")
 def _ray(workers: int = 1, population_size: Optional[int] = None, pbt=None, ray=None):
-    """Trials as Ray actors; ``workers`` > 1 caps the trials in flight (1: as many as the cluster holds)."""
+    """Trials as Ray actors; ``workers`` > 1 caps the actors busy (1: as many as the cluster holds);
+    ``population_size`` K: buckets of up to K mlp/cnn trials, each trained as one population in one actor."""
     from tunelab.execute.ray import RayExecutor
 
     if pbt is not None:
         raise ConfigError("--executor ray does not run --sampler pbt; use --executor population or processes")
-    return RayExecutor(**(ray or {}), workers=workers if workers > 1 else None)
+    return RayExecutor(**(ray or {}), workers=workers if workers > 1 else None, population_size=population_size)
 
 
 # the options of --executor ray (tune(ray=...), the CLI's --address, --trial-cpus, --trial-gpus, --max-retries)
@@ -123,8 +124,8 @@ def make_executor(workers: int, executor: str = "auto", population_size: Optiona
         raise ConfigError(f"--workers={workers!r} is not allowed; use a whole number >= 1")
     if executor not in EXECUTOR_NAMES:
         raise ConfigError(f"--executor={executor!r} is not known; choose one of {EXECUTOR_NAMES}")
-    if population_size is not None and executor != "population":
-        raise ConfigError(f"--population-size={population_size!r} needs --executor population; "
+    if population_size is not None and executor not in ("population", "ray"):
+        raise ConfigError(f"--population-size={population_size!r} needs --executor population or ray; "
                           f"got --executor {executor}")
     if ray:
         unknown = sorted(set(ray) - set(RAY_OPTIONS))

@@ -376,7 +376,9 @@ class StudyDriver:
         if ev.kind == "start":
             where = self.pending.setdefault(ev.number, {})  # written with the result
             where["pid"] = ev.metrics.get("pid")
-            where.update({k: ev.metrics[k] for k in ("host", "node") if k in ev.metrics})  # a Ray worker's
+            # a Ray worker's host and node (and its retries after a worker died); the size of the
+            # population the trial was trained in
+            where.update({k: ev.metrics[k] for k in ("host", "node", "retries", "population") if k in ev.metrics})
             return None
         if ev.kind == "epoch":
             self.history.setdefault(ev.number, []).append(ev.metrics)

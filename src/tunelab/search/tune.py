@@ -326,9 +326,10 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
         size = population_size
         auto_pop = (executor == "auto" and objective is None and trial_folders is None
                     and sampler in ("random", "grid") and auto_population(sp.base))
-        if sampler == "coarse-to-fine" and executor == "population":  # a round is one population: the
-            from tunelab.execute.population import DEFAULT_SIZE  # next round needs this one's results
+        if sampler == "coarse-to-fine" and (executor == "population" or (executor == "ray" and size)):
+            from tunelab.execute.population import DEFAULT_SIZE
 
+            # a round is at most one population: the next round needs this one's results
             size = min(population_size or DEFAULT_SIZE, opts["round_size"])
         with make_executor(workers, executor, size, pbt=pbt, population=auto_pop, ray=ray) as runner:
             progress = driver.run(runner)
