@@ -162,7 +162,7 @@ def tune_command(
                                             "trials after this many seconds; running trials finish."),
     seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Sampler seed, for reproducible proposals."),
     stages: bool = typer.Option(False, "--stages", help="Tune in stages by priority (the space file's `stages`), fixing earlier best values."),
-    round_size: Optional[int] = typer.Option(None, "--round-size", metavar="N", help="coarse-to-fine: trials per round (default max(8, trials/4)); the top quarter of each round sets the next ranges."),
+    round_size: Optional[int] = typer.Option(None, "--round-size", metavar="N", help="coarse-to-fine: trials per round (default: about five rounds, at least 2 per parameter + 2 and 8); the best quarter of a round sets the next ranges."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="Folder for best.yaml "
                                        "(default runs/<study>)."),
     trial_folders: Optional[Path] = typer.Option(None, "--trial-folders", metavar="DIR", help="Give every trial a live run folder "

@@ -25,7 +25,7 @@ import optuna
 
 from tunelab.errors import ConfigError
 from tunelab.registry import Registry
-from tunelab.search.coarse_to_fine import CoarseToFineSampler
+from tunelab.search.coarse_to_fine import CoarseToFineSampler, auto_round_size
 from tunelab.search.space import SearchSpace
 
 __all__ = ["SAMPLERS", "grid_size", "grid_space", "make_sampler"]
@@ -61,11 +61,13 @@ def _gp(space: SearchSpace, seed: int | None, n_startup_trials: int = 10
 
 
 class _Grid(optuna.samplers.GridSampler):
-    """Optuna's grid sampler without its ``study.stop()`` when the grid is used up: that call
-    only works inside ``study.optimize``, and our driver stops by itself at the grid's size."""
+    """Optuna's grid sampler, whose ``study.stop()`` when the grid is used up runs only inside
+    ``study.optimize`` (where it ends an endless optimize); tunelab's driver asks and tells by
+    itself and stops at the grid's size."""
 
     def after_trial(self, study, trial, state, values) -> None:
-        pass
+        if getattr(study._thread_local, "in_optimize_loop", False):  # Optuna's own flag
+            super().after_trial(study, trial, state, values)
 
 
 @SAMPLERS.register("grid")
@@ -74,9 +76,12 @@ def _grid(space: SearchSpace, seed: int | None) -> optuna.samplers.BaseSampler:
 
 
 @SAMPLERS.register("coarse-to-fine")
-def _coarse_to_fine(space: SearchSpace, seed: int | None, round_size: int = 10,
-                    keep: float = 0.25, margin: float = 0.1) -> optuna.samplers.BaseSampler:
-    return CoarseToFineSampler(space, round_size=round_size, keep=keep, margin=margin, seed=seed)
+def _coarse_to_fine(space: SearchSpace, seed: int | None, round_size: int | None = None, trials: int = 100,
+                    keep: float = 0.25, margin: float = 0.1, explore: float = 0.1) -> optuna.samplers.BaseSampler:
+    """``round_size`` None: ``auto_round_size(trials, number of parameters)``, as ``tune`` picks it."""
+    if round_size is None:
+        round_size = auto_round_size(trials, len(space.params))
+    return CoarseToFineSampler(space, round_size=round_size, keep=keep, margin=margin, explore=explore, seed=seed)
 
 
 def grid_space(space: SearchSpace) -> dict[str, list[Any]]:

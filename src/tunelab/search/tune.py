@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import optuna
 
 from tunelab.errors import ConfigError
+from tunelab.search.coarse_to_fine import auto_round_size
 from tunelab.search.drivers import create_study
 from tunelab.search.pruners import make_pruner
 from tunelab.search.samplers import grid_size, make_sampler
@@ -405,9 +406,8 @@ def _plan(sp: SearchSpace, sampler: str, trials: int, stages: bool, seed: Option
             _sampler(sampler, stage_space, seed, {})  # a range without points: one line now
             grid = grid_size(stage_space)
         target = min(budget, grid) if grid is not None else budget
-        # rounds of at least 8 trials: the top quarter then holds >= 2 trials to span a range
-        opts = ({"round_size": round_size if round_size is not None else max(8, target // 4), "keep": keep}
-                if sampler == "coarse-to-fine" else {})
+        opts = ({"round_size": round_size if round_size is not None else auto_round_size(target, len(keys)),
+                 "keep": keep} if sampler == "coarse-to-fine" else {})
         _sampler(sampler, stage_space, seed, opts)
         plan.append((keys, stage_space, target, grid, opts))
     return plan
