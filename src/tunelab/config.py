@@ -30,7 +30,7 @@ from tunelab.errors import ConfigError
 __all__ = [
     "DataConfig", "ModelConfig", "OptimizerConfig", "ScheduleConfig", "EarlyStoppingConfig",
     "TrainingConfig", "CheckpointConfig", "AugmentConfig", "RunConfig", "from_dict", "load_config", "to_dict",
-    "dump_config", "parse_override", "replace", "read_yaml", "UniqueKeyLoader",
+    "dump_config", "parse_override", "replace", "read_yaml", "UniqueKeyLoader", "load_yaml_text", "YAMLBudgetError",
 ]
 
 
@@ -211,10 +211,13 @@ def _type_name(tp: Any) -> str:
         tp, getattr(tp, "__name__", str(tp)))
 
 
+INT_LIMIT = 2 ** 63
+
+
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Check ``value`` against the annotation ``tp``; return it in canonical form."""
     origin = typing.get_origin(tp)
-    bad = ConfigError(f"{key}={value!r} has the wrong type; expected {_type_name(tp)}")
+    bad = ConfigError(f"{key}={_short(value)} has the wrong type; expected {_type_name(tp)}")
     if origin is typing.Union:
         if value is None and type(None) in typing.get_args(tp):
             return None
@@ -240,6 +243,9 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         raise bad
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -INT_LIMIT <= value < INT_LIMIT:  # torch, numpy and seeds take 64-bit integers
+                raise ConfigError(f"{key}={_short(value)} is out of range; allowed: a whole number "
+                                  f"in [-2**63, 2**63)")
             return value
         raise bad
     if tp is float:
@@ -466,12 +472,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {text!r} has an empty key; use key.path=value")
     try:
-        parsed = yaml.load(value, Loader=UniqueKeyLoader) if value.strip() else None
+        parsed = load_yaml_text(value) if value.strip() else None
+    except YAMLBudgetError as e:
+        raise ConfigError(f"--set {key}={_short(value)} is refused: {e}") from None
     except DuplicateKeyError as e:
-        raise ConfigError(f"--set {key}={value!r} has the key {e.key!r} twice; "
+        raise ConfigError(f"--set {key}={_short(value)} has the key {e.key!r} twice; "
                           f"allowed: each key once per mapping") from None
     except yaml.YAMLError:
-        raise ConfigError(f"--set {key}={value!r} is not a valid YAML value") from None
+        raise ConfigError(f"--set {key}={_short(value)} is not a valid YAML value") from None
     return key.split("."), parsed
 
 
@@ -491,9 +499,9 @@ def from_dict(raw: dict | None, overrides: Sequence[str] = ()) -> RunConfig:
     """Build a validated RunConfig from a plain dict plus dotted ``key=value`` overrides."""
     import copy
 
-    raw = copy.deepcopy(raw) if raw else {}
+    raw = copy.deepcopy(raw) if raw is not None else {}  # an empty file is all defaults; [] or 0 is not
     if not isinstance(raw, dict):
-        raise ConfigError(f"config must be a mapping of sections, got {type(raw).__name__}")
+        raise ConfigError(f"config must be a mapping of sections, got {type(raw).__name__} {_short(raw)}")
     for text in overrides:
         path, value = parse_override(text)
         _apply_override(raw, path, value)
@@ -563,20 +571,89 @@ def _check_unique_keys(node: yaml.Node, path: tuple[str, ...], seen: set[int]) -
             _check_unique_keys(item, (*path[:-1], f"{path[-1]}[{i}]") if path else path, seen)
 
 
+# what one YAML text (a config, a space, a --set or --vary value) may hold: a config is a few
+# hundred nodes, five levels deep; an alias bomb (each anchor repeating the last ten times) or
+# thousands of nested brackets is refused before anything walks it
+YAML_MAX_BYTES = 1 << 20
+YAML_MAX_DEPTH = 64
+YAML_MAX_NODES = 100_000  # counted with every alias expanded
+
+
+class YAMLBudgetError(yaml.YAMLError):
+    """A YAML text beyond the loading budget (YAML_MAX_BYTES, YAML_MAX_DEPTH, YAML_MAX_NODES)."""
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that rejects a key given twice in one mapping (PyYAML would keep
-    the last silently); use as ``yaml.load(text, Loader=UniqueKeyLoader)``."""
+    the last silently) and a document beyond the budget (nesting deeper than YAML_MAX_DEPTH, more
+    than YAML_MAX_NODES nodes once aliases are expanded); use as
+    ``yaml.load(text, Loader=UniqueKeyLoader)``."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > YAML_MAX_DEPTH:
+                raise YAMLBudgetError(f"it nests deeper than {YAML_MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_document(self, node: yaml.Node) -> Any:
+        size = _expanded_size(node, {})
+        if size > YAML_MAX_NODES:
+            raise YAMLBudgetError(f"it expands to {size:.3g} values (aliases repeated); "
+                                  f"allowed: at most {YAML_MAX_NODES}")
         _check_unique_keys(node, (), set())
         return super().construct_document(node)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes in ``node`` with every alias expanded, counted once per shared node (no expansion)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 0  # a recursive alias counts once
+    if isinstance(node, yaml.SequenceNode):
+        n = 1 + sum(_expanded_size(c, memo) for c in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        n = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        n = 1
+    memo[id(node)] = n
+    return n
+
+
+def load_yaml_text(text: str) -> Any:
+    """``text`` parsed as YAML within the budget (raises yaml.YAMLError, YAMLBudgetError among them)."""
+    if len(text.encode("utf-8", "replace")) > YAML_MAX_BYTES:
+        raise YAMLBudgetError(f"it is over {YAML_MAX_BYTES // 1024} KiB")
+    return yaml.load(text, Loader=UniqueKeyLoader)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (an error line never echoes a whole value)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 5] + " ...'"
 
 
 def read_yaml(path: Path, what: str, mapping: bool = True) -> Any:
     """Parse a YAML file (safe_load semantics); a syntax error or a key given twice in one
     mapping is a one-line ConfigError naming the file and line."""
     try:
-        raw = yaml.load(Path(path).read_text(), Loader=UniqueKeyLoader) or {}
+        if Path(path).stat().st_size > YAML_MAX_BYTES:
+            raise YAMLBudgetError(f"it is over {YAML_MAX_BYTES // 1024} KiB")
+        raw = load_yaml_text(Path(path).read_text(encoding="utf-8"))
+        raw = {} if raw is None else raw  # an empty file
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {str(path)!r} is not UTF-8 text (byte {e.start}); "
+                          f"allowed: a UTF-8 YAML file") from None
+    except OSError as e:
+        raise ConfigError(f"{what} {str(path)!r} cannot be read: {e.strerror or e}") from None
+    except YAMLBudgetError as e:
+        raise ConfigError(f"{what} {str(path)!r} is refused: {e}") from None
     except DuplicateKeyError as e:
         raise ConfigError(f"{what} {str(path)!r} has the key {e.key!r} twice (lines {e.first_line} "
                           f"and {e.line}); allowed: each key once per section") from None

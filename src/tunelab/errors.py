@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-__all__ = ["TunelabError", "ConfigError", "DataError", "TrialError"]
+__all__ = ["TunelabError", "ConfigError", "DataError", "TrialError", "MAX_MESSAGE"]
+
+
+MAX_MESSAGE = 600  # characters: a longer message keeps its start and its end (the allowed values)
 
 
 class TunelabError(Exception):
-    """Base of every error tunelab raises on purpose; the CLI prints it as one line, exit 2."""
+    """Base of every error tunelab raises on purpose; the CLI prints it as one line, exit 2.
+    A message over MAX_MESSAGE characters is cut in the middle (a huge value never fills the
+    terminal)."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text if len(text) <= MAX_MESSAGE else f"{text[:MAX_MESSAGE - 160]} ... {text[-150:]}"
 
 
 class ConfigError(TunelabError, ValueError):

@@ -36,10 +36,14 @@ def parse_vary(text: str) -> tuple[str, list[Any]]:
     if "=" not in text:
         raise ConfigError(f"--vary {text!r} must look like key.path=value1,value2")
     key, values = (part.strip() for part in text.split("=", 1))
+    from tunelab.config import YAMLBudgetError, load_yaml_text
+
     try:
-        parsed = yaml.safe_load(f"[{values}]")
+        parsed = load_yaml_text(f"[{values}]")
+    except YAMLBudgetError as e:
+        raise ConfigError(f"--vary {key}: the values are refused: {e}") from None
     except yaml.YAMLError:
-        raise ConfigError(f"--vary {text!r}: the values are not a YAML list") from None
+        raise ConfigError(f"--vary {text[:80]!r}: the values are not a YAML list") from None
     if not key or len(parsed) < 2:
         raise ConfigError(f"--vary {text!r} needs a key and at least two values")
     if len({json.dumps(v, sort_keys=True) for v in parsed}) != len(parsed):
