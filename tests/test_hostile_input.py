@@ -154,3 +154,24 @@ def test_a_dollar_in_a_users_string_is_drawn_as_text_not_mathtext(tmp_path):
     fig = plot_curves(history, title=r"arm value=$\foo$ and $x^$")  # mathtext would raise ValueError
     fig.savefig(tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_a_space_that_trains_on_cuda_is_refused_at_load_without_a_gpu():
+    from tunelab.search.space import SearchSpace
+
+    with pytest.raises(ConfigError, match=r"^space.training.device: choice value 'cuda' trains on cuda, and no CUDA"):
+        SearchSpace.from_dict({"space": {"training.device": {"choice": ["cpu", "cuda"]}}})
+    with pytest.raises(ConfigError, match=r"^base: training.device='cuda' trains on cuda"):
+        SearchSpace.from_dict({"base": {"training": {"device": "cuda"}},
+                               "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}})
+    assert SearchSpace.from_dict({"space": {"training.device": {"choice": ["cpu", "auto"]}}})
+
+
+def test_workers_have_an_upper_bound():
+    import tunelab
+    from tunelab.execute import max_local_workers
+
+    space = {"base": {"data": {"name": "digits"}}, "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
+    with pytest.raises(ConfigError, match=rf"^--workers=1000000 is out of range; allowed: 1 to {max_local_workers()} "):
+        tunelab.tune(space, trials=2, workers=1_000_000)

@@ -62,7 +62,7 @@ def train_command(
     from tunelab.trainer.runfolder import check_writable, default_run_dir
 
     check_misplaced_overrides(config, set_)
-    overrides = list(set_) + ([f"training.device={device}"] if device else [])
+    overrides = list(set_) + ([f"training.device={device}"] if device is not None else [])
     cfg = load_config(config, overrides)  # every config error is raised here, before any work
     if out is not None:
         check_writable(out, "--out")

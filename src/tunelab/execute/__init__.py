@@ -32,7 +32,7 @@ from tunelab.registry import Registry
 __all__ = [
     "TrialSpec", "Event", "Decision", "Executor", "execute_trial", "Reporter", "TrialPruned",
     "InlineExecutor", "ProcessExecutor", "PopulationExecutor", "EXECUTORS", "EXECUTOR_NAMES", "make_executor", "auto_population",
-    "RAY_OPTIONS",
+    "RAY_OPTIONS", "max_local_workers",
 ]
 
 EXECUTORS = Registry("--executor")
@@ -76,6 +76,20 @@ RAY_OPTIONS = ("address", "trial_cpus", "trial_gpus", "max_retries")
 
 
 EXECUTOR_NAMES = ["auto", *EXECUTORS.names()]
+
+RAY_MAX_WORKERS = 10_000  # --workers with --executor ray: trials in flight on a cluster
+
+
+def max_local_workers() -> int:
+    """The most ``--workers`` one machine takes: 4 processes per core (more only thrash), at least 8.
+
+    Example:
+        >>> max_local_workers() >= 8
+        True
+    """
+    import os
+
+    return max(8, 4 * (os.cpu_count() or 1))
 
 # the largest member (parameters) for which --executor auto picks the population: measured on a 2-core
 # CPU (docs/benchmarks.md), 64 digits MLPs of 6.5k parameters train 1.75x faster as a population than
@@ -122,6 +136,10 @@ def make_executor(workers: int, executor: str = "auto", population_size: Optiona
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ConfigError(f"--workers={workers!r} is not allowed; use a whole number >= 1")
+    top = RAY_MAX_WORKERS if executor == "ray" else max_local_workers()
+    if workers > top:
+        where = "trials in flight on a Ray cluster" if executor == "ray" else "4 processes per core here"
+        raise ConfigError(f"--workers={workers} is out of range; allowed: 1 to {top} ({where})")
     if executor not in EXECUTOR_NAMES:
         raise ConfigError(f"--executor={executor!r} is not known; choose one of {EXECUTOR_NAMES}")
     if population_size is not None and executor not in ("population", "ray"):

@@ -252,10 +252,21 @@ def _check_values(key: str, dist: Dist, base: dict) -> None:
     values = list(dist.choices) if dist.kind == "choice" else [dist.low, dist.high]
     for v in values:
         try:
-            apply_values(base, {key: v})
+            applied = apply_values(base, {key: v})
         except ConfigError as e:
             raise ConfigError(f"space.{key}: {dist.kind} value {show(v)} is rejected by the "
                               f"config: {e}") from None
+        if applied["training"]["device"] == "cuda" and not _cuda_here():  # every such trial would fail
+            what = (f"space.{key}: {dist.kind} value {show(v)}" if key == "training.device"
+                    else "base: training.device='cuda'")
+            raise ConfigError(f"{what} trains on cuda, and no CUDA device is available here; "
+                              f"allowed: training.device cpu or auto")
+
+
+def _cuda_here() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _parse_stages(raw: Any, keys: list[str]) -> list[list[str]]:
