@@ -676,7 +676,9 @@ def to_dict(cfg: Any) -> dict:
 
 
 def dump_config(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    from tunelab.fileio import write_text
+
+    write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def replace(cfg: RunConfig, overrides: Sequence[str]) -> RunConfig:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["TunelabError", "ConfigError", "DataError", "TrialError", "MAX_MESSAGE"]
+__all__ = ["TunelabError", "ConfigError", "DataError", "TrialError", "WriteError", "MAX_MESSAGE"]
 
 
 MAX_MESSAGE = 600  # characters: a longer message keeps its start and its end (the allowed values)
@@ -24,6 +24,10 @@ class ConfigError(TunelabError, ValueError):
 
 class DataError(TunelabError):
     """Missing or corrupt data: says which file and how to get it."""
+
+
+class WriteError(TunelabError):
+    """A file tunelab writes could not be written: names the path and why (no space, read-only)."""
 
 
 class TrialError(TunelabError):

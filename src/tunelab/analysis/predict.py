@@ -91,8 +91,9 @@ class Predictions:
         """The rows as csv (probability to 4 decimals) to a file path (its folder created) or an
         open text stream."""
         if not hasattr(out, "write"):
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            with open(out, "w", newline="") as f:
+            from tunelab.fileio import atomic_open
+
+            with atomic_open(out, "w", newline="") as f:
                 return self.write_csv(f)
         columns = ["input", "class", "class_name", "probability"] + (["true_class"] if self.targets else [])
         writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")

@@ -17,6 +17,7 @@ from rich.table import Table
 from tunelab.cli.common import (ADDRESS_OPTION, EXECUTOR_OPTION, MAX_RETRIES_OPTION, POPULATION_SIZE_OPTION,
                                 TRIAL_CPUS_OPTION, TRIAL_GPUS_OPTION, ray_options, make_console, status_line)
 from tunelab.errors import ConfigError
+from tunelab.fileio import write_json
 
 _FLAGS = {"name": "--name", "storage": "--storage", "workers": "--workers"}
 
@@ -68,7 +69,7 @@ def finish_compare(study, design: dict, *, metric: str, target: Optional[float],
     rows = [dict(arm=r["arm_name"], seed=r["seed"], status=r["status"],
                  **run_metrics(r, analysis["target"], chance[r["arm"]])) for r in runs]
     write_csv(rows, out / "runs.csv")
-    (out / "compare.json").write_text(json.dumps(analysis, default=_jsonable, indent=1))
+    write_json(out / "compare.json", analysis, default=_jsonable)
     diagnostics = study.user_attrs.get("diagnostics")
     sections = compare_sections(design, analysis, metric=metric, diagnostics=diagnostics, command=command)
     title = f"compare {study.study_name.split(':', 1)[-1]}"

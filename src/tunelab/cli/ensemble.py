@@ -13,6 +13,7 @@ from rich.table import Table
 from tunelab.cli.common import item_progress, jsonable, make_console
 from tunelab.trainer.runfolder import check_writable, fresh_dir
 from tunelab.errors import ConfigError
+from tunelab.fileio import write_json
 
 
 def _members(study: Optional[str], storage: Optional[str], runs: Optional[Path],
@@ -101,5 +102,5 @@ def ensemble_command(
     source = {"study": study, "storage": storage} if runs is None else {"runs": str(runs)}
     rows = [dict(m, val_accuracy=report["single_val_accuracies"][i], test_accuracy=report["single_accuracies"][i])
             for i, m in enumerate(members)]
-    (folder / "ensemble.json").write_text(json.dumps(jsonable({**source, **report, "members": rows}), indent=1))
+    write_json(folder / "ensemble.json", jsonable({**source, **report, "members": rows}))
     console.print(f"wrote {folder / 'ensemble.json'}", highlight=False, soft_wrap=True)

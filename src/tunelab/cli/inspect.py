@@ -11,6 +11,7 @@ from rich.table import Table
 
 from tunelab.cli.common import jsonable, make_console
 from tunelab.trainer.runfolder import check_writable, fresh_dir
+from tunelab.fileio import save_figure, write_json
 
 PHASES = {"init": "at initialization", "trained": "after training"}
 
@@ -52,9 +53,9 @@ def _write(out: Path, report: dict) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     fig = plot_activation_histograms(report["init"], report["trained"])
-    fig.savefig(out / "activations.png", dpi=100)
+    save_figure(fig, out / "activations.png", dpi=100)
     plt.close(fig)
-    (out / "diagnostics.json").write_text(json.dumps(jsonable(report), indent=1))
+    write_json(out / "diagnostics.json", jsonable(report))
 
 
 def inspect_command(

@@ -12,6 +12,7 @@ import typer
 from tunelab.cli.common import jsonable, make_console
 from tunelab.trainer.runfolder import check_writable, fresh_dir
 from tunelab.config import to_dict
+from tunelab.fileio import save_figure, write_json
 
 
 def train_command_line(config: Optional[Path], sets: list[str], lr: float) -> str:
@@ -36,9 +37,9 @@ def _write(folder: Path, result: dict, payload: dict) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     fig = plot_lr_find(result, title=payload["title"])
-    fig.savefig(folder / "lr_find.png", dpi=100)
+    save_figure(fig, folder / "lr_find.png", dpi=100)
     plt.close(fig)
-    (folder / "lr_find.json").write_text(json.dumps(jsonable(payload), indent=1))
+    write_json(folder / "lr_find.json", jsonable(payload))
 
 
 def _print_suggestion(console, result: dict, command: Optional[str]) -> None:

@@ -19,6 +19,7 @@ from tunelab.cli.common import (ADDRESS_OPTION, EXECUTOR_OPTION, MAX_RETRIES_OPT
                                 TRIAL_CPUS_OPTION, TRIAL_GPUS_OPTION, ray_options, make_console, status_line)
 from tunelab.cli.studies import leaderboard_table, rounds_table
 from tunelab.errors import ConfigError
+from tunelab.fileio import write_text
 
 # the library names its arguments; the CLI user typed these flags
 FLAGS = {"trials": "--trials", "workers": "--workers", "sampler": "--sampler", "pruner": "--pruner",
@@ -229,7 +230,7 @@ def tune_command(
                    f"and went on with {c.get('values')}\n" for c in copies)
     if copies:
         note += "# the values below are those it started with: its hyperparameters changed while it trained\n"
-    best.write_text(f"# best trial #{res.best_number} of study {res.study.study_name}: "
+    write_text(best, f"# best trial #{res.best_number} of study {res.study.study_name}: "
                     f"{res.study.user_attrs.get('objective', 'value')} = {res.best_value:.6g}\n" + note
                     + yaml.safe_dump(res.best_config, sort_keys=False))
     console.print(f"best {res.best_value:.4f} (trial #{res.best_number}); config written to {best}; "

@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
+from tunelab.fileio import save_figure  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -88,8 +89,7 @@ def write_runs_figure(path: str | Path, histories: Mapping[str, Sequence[dict]],
                       marks: Optional[Mapping[str, tuple[float, float]]] = None, title: str = "") -> Path:
     """``plot_runs`` saved as a PNG at ``path`` (its folder created); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig = plot_runs(histories, metric, marks, title)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

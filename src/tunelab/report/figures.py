@@ -22,6 +22,7 @@ from matplotlib.figure import Figure  # noqa: E402
 # read_history lives beside write_history (the run folder is read outside the report layer
 # too); imported here because lineage_lines uses it and callers know it from this module.
 from tunelab.trainer.runfolder import read_history  # noqa: E402
+from tunelab.fileio import save_figure  # noqa: E402
 
 __all__ = ["plot_curves", "write_curves", "Line"]
 
@@ -114,7 +115,7 @@ def lineage_lines(run_dir: Path) -> list[Line]:
 def _save_curves(out: Path, history, title: str, events, classes: Optional[int] = None) -> None:
     chance = 1 / classes if classes else None
     fig = plot_curves(history, title=title, events=events, others=lineage_lines(out), chance=chance)
-    fig.savefig(Path(out) / "curves.png", dpi=110)
+    save_figure(fig, Path(out) / "curves.png", dpi=110)
     plt.close(fig)
 
 

@@ -202,7 +202,7 @@ def build_report(title: str, sections: Sequence[Section], subtitle: str = "") ->
 
 def write_report(path: str | Path, html: str) -> Path:  # noqa: A002 - the documented name
     """Write the report as UTF-8, creating parent folders; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
-    return path
+    from tunelab.fileio import write_text
+
+    write_text(path, html)
+    return Path(path)

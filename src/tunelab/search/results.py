@@ -174,6 +174,8 @@ def write_csv(rows: list[dict[str, Any]], path: Any) -> Any:
     if hasattr(path, "write"):
         _write(path)
         return path
-    with open(path, "w", newline="") as f:
+    from tunelab.fileio import atomic_open
+
+    with atomic_open(path, "w", newline="") as f:
         _write(f)
     return Path(path)

@@ -24,6 +24,7 @@ from tunelab.config import RunConfig, dump_config, replace, to_dict
 from tunelab.errors import ConfigError
 from tunelab.trainer.live import CHECKPOINTS, read_status
 from tunelab.trainer.runfolder import fresh_dir
+from tunelab.fileio import write_json, write_text
 
 __all__ = ["make_fork", "pick_checkpoint", "read_lineage", "read_forks", "run_config", "plan_resume",
            "ResumePlan", "check_changes"]
@@ -156,12 +157,12 @@ def make_fork(parent: str | Path, source: str = "last", overrides: Sequence[str]
     dump_config(cfg, child / "config.yaml")
     lineage = {"parent": os.path.relpath(parent.resolve(), child.resolve()), "parent_abs": str(parent.resolve()),
                "checkpoint": path.name, "epoch": st["epoch"], "step": st["step"], "overrides": list(overrides)}
-    (child / "lineage.json").write_text(json.dumps(lineage, indent=1) + "\n")
-    with open(child / "events.jsonl", "w") as f:  # the child's story starts with its branch
-        f.write(json.dumps({"kind": "fork", "parent": lineage["parent"], "checkpoint": path.name,
-                            "epoch": st["epoch"] + 1, "step": st["step"], "overrides": list(overrides)}) + "\n")
-    (child / "status.json").write_text(json.dumps({"status": "ready", "epoch": st["epoch"],
-                                                   "epochs": cfg.training.epochs}) + "\n")
+    write_json(child / "lineage.json", lineage)
+    write_text(child / "events.jsonl", json.dumps({  # the child's story starts with its branch
+        "kind": "fork", "parent": lineage["parent"], "checkpoint": path.name, "epoch": st["epoch"] + 1,
+        "step": st["step"], "overrides": list(overrides)}) + "\n")
+    write_json(child / "status.json", {"status": "ready", "epoch": st["epoch"], "epochs": cfg.training.epochs},
+               indent=None)
     with open(parent / "forks.jsonl", "a") as f:
         f.write(json.dumps({"child": os.path.relpath(child.resolve(), parent.resolve()),
                             "epoch": st["epoch"], "step": st["step"], "overrides": list(overrides)}) + "\n")

@@ -34,7 +34,8 @@ from typing import Any, Optional, Sequence
 
 from tunelab.config import RunConfig, dump_config
 from tunelab.trainer.control import INBOX
-from tunelab.trainer.runfolder import _atomic_text, write_history
+from tunelab.fileio import write_text
+from tunelab.trainer.runfolder import write_history
 
 __all__ = ["LiveFolder", "read_status", "running_result", "CHECKPOINTS"]
 
@@ -65,7 +66,7 @@ class LiveFolder:
     def set_status(self, status: str, **fields: Any) -> dict[str, Any]:
         self._status.update(fields, status=status, pid=os.getpid(), updated=time.time(),
                             epochs=self.cfg.training.epochs)
-        _atomic_text(self.path / "status.json", json.dumps(self._status) + "\n")
+        write_text(self.path / "status.json", json.dumps(self._status) + "\n", sync=False)
         return self._status
 
     def event(self, event: dict[str, Any]) -> None:
@@ -74,7 +75,8 @@ class LiveFolder:
 
     def epoch_done(self, history: Sequence[dict], events: Sequence[dict], best: Optional[float]) -> None:
         write_history(self.path / "history.csv", history, events)
-        _atomic_text(self.path / "result.json", json.dumps({**running_result(history), **self._kept}, indent=2) + "\n")
+        write_text(self.path / "result.json", json.dumps({**running_result(history), **self._kept}, indent=2) + "\n",
+                   sync=False)
         self.set_status("running", epoch=len(history), step=0, best_val_accuracy=best)
 
     # ------------------------------------------------------------------ checkpoints

@@ -49,6 +49,13 @@ def fresh_dir(root: str | Path, name: str) -> Path:
     return path
 
 
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def check_writable(path: str | Path, option: str, kind: str = "folder") -> Path:
     """Fail before any work if ``path`` cannot become the output ``kind`` (folder or file).
 
@@ -70,7 +77,8 @@ def check_writable(path: str | Path, option: str, kind: str = "folder") -> Path:
     if not ancestor.is_dir():
         raise ConfigError(f"{shown} cannot be created: {str(ancestor)!r} is a file")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ConfigError(f"{shown} cannot be created: no permission to write in {str(ancestor)!r}")
+        reason = "the file system is read-only" if _read_only(ancestor) else "no permission to write"
+        raise ConfigError(f"{shown} cannot be created: {reason} in {str(ancestor)!r}")
     return path
 
 
@@ -88,12 +96,6 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _history_rows(history: Sequence[dict], events: Sequence[dict]) -> list[dict]:
     """History rows with an ``interventions`` column: the commands applied during each epoch."""
     by_epoch: dict[int, list[str]] = {}
@@ -105,12 +107,12 @@ def _history_rows(history: Sequence[dict], events: Sequence[dict]) -> list[dict]
 
 def write_history(path: Path, history: Sequence[dict], events: Sequence[dict] = ()) -> None:
     """history.csv (atomically: a live reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as f:
+    from tunelab.fileio import atomic_open
+
+    with atomic_open(path, "w", sync=False, newline="") as f:  # rewritten every epoch
         writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(_history_rows(history, events))
-    os.replace(tmp, path)
 
 
 def read_history(run_dir: str | Path) -> list[dict]:
@@ -130,17 +132,22 @@ FigureWriter = Callable[[Path, RunConfig, "RunResult"], None]
 def write_run(out: str | Path, cfg: RunConfig, result: "RunResult", extra: dict[str, Any] | None = None,
               figure: Optional[FigureWriter] = None) -> Path:
     """Write everything a run leaves behind into ``out`` (created if needed). ``figure``
-    draws curves.png (the caller passes it in: the trainer never imports the report layer)."""
+    draws curves.png (the caller passes it in: the trainer never imports the report layer).
+    Each file is written atomically and result.json last: a folder whose write failed (a full
+    disk) never holds a result.json beside a broken model.pt; the failure is a WriteError."""
+    from tunelab.fileio import WriteError, torch_save, why, write_text
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"cannot create the run folder {str(out)!r}: {why(e)}") from None
+    if result.model is not None:
+        torch_save(result.model.state_dict(), out / "model.pt")
     dump_config(cfg, out / "config.yaml")
     write_history(out / "history.csv", result.history, result.events)
-    summary = {**result.summary(), "versions": _versions(), **(extra or {})}
-    _atomic_text(out / "result.json", json.dumps(summary, indent=2) + "\n")
     if result.history and figure is not None:
         figure(out, cfg, result)
-    if result.model is not None:
-        import torch
-
-        torch.save(result.model.state_dict(), out / "model.pt")
+    summary = {**result.summary(), "versions": _versions(), **(extra or {})}
+    write_text(out / "result.json", json.dumps(summary, indent=2) + "\n")
     return out

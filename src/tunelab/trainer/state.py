@@ -103,18 +103,9 @@ def set_rng_state(rng: dict[str, Any], gen: torch.Generator, aug_gen: torch.Gene
 
 def save(payload: dict[str, Any], path: str | Path) -> None:
     """Write ``payload`` to ``path`` atomically: the old file stays whole until the rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    from tunelab.fileio import torch_save
+
+    torch_save(payload, path)
 
 
 def load(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
