@@ -77,3 +77,48 @@ def test_train_in_a_read_only_folder_fails_in_one_line(disk, tmp_path):
     code, lines = _tunelab(["train", "--out", str(fs / "run"), "--set", "data.name=digits",
                             "--set", "training.epochs=1"], tmp_path)
     assert code == 2 and "cannot be created: the file system is read-only" in lines[-1], lines[-3:]
+
+
+# ------------------------------------------------------------------ the study's storage
+
+SPACE = "base:\n  data: {name: digits}\n  model: {hidden: [8]}\n  training: {epochs: 2, threads: 1}\nspace:\n  optimizer.lr: {log_uniform: [0.001, 0.1]}\n"
+
+
+def test_a_corrupt_storage_file_is_one_line(tmp_path):
+    (tmp_path / "s.yaml").write_text(SPACE)
+    (tmp_path / "bad.db").write_text("not a database\n" * 300)
+    code, lines = _tunelab(["tune", "s.yaml", "--storage", "sqlite:///bad.db", "--trials", "1"], tmp_path)
+    assert code == 2 and lines == [lines[-1]] and "storage failed: file is not a database" in lines[-1], lines
+
+
+def test_a_read_only_storage_is_one_line(disk, tmp_path):
+    (tmp_path / "s.yaml").write_text(SPACE)
+    fs = disk("1m")
+    code, _ = _tunelab(["tune", "s.yaml", "--storage", f"sqlite:///{fs}/st.db", "--study", "s", "--trials", "1"],
+                       tmp_path)
+    assert code == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
+    code, lines = _tunelab(["tune", "s.yaml", "--storage", f"sqlite:///{fs}/st.db", "--study", "s", "--trials", "2"],
+                           tmp_path)
+    assert code == 2 and "read-only" in lines[-1], lines[-3:]
+
+
+def test_a_storage_that_fills_up_mid_study_is_one_line_and_keeps_what_was_told(disk, tmp_path):
+    import shutil
+
+    import optuna
+
+    (tmp_path / "s.yaml").write_text(SPACE)
+    fs = disk("400k")
+    code, _ = _tunelab(["tune", "s.yaml", "--storage", f"sqlite:///{fs}/st.db", "--study", "s", "--trials", "1"],
+                       tmp_path)
+    assert code == 0
+    free = shutil.disk_usage(fs).free
+    (fs / "filler").write_bytes(b"\0" * max(0, free - 24 * 1024))  # leave room for a few trials only
+    code, lines = _tunelab(["tune", "s.yaml", "--storage", f"sqlite:///{fs}/st.db", "--study", "s",
+                            "--trials", "200"], tmp_path)
+    assert code == 2 and ("storage failed" in lines[-1] or "no space left" in lines[-1]), lines[-3:]
+    (fs / "filler").unlink()
+    trials = optuna.load_study(study_name="s", storage=f"sqlite:///{fs}/st.db").get_trials()
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done and all("history" in t.user_attrs for t in done)  # readable, nothing half-told

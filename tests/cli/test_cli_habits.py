@@ -184,8 +184,8 @@ def _wait_for(predicate, what: str, proc: subprocess.Popen, log) -> None:
         time.sleep(0.05)
 
 
-def _terminate(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
+def _terminate(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
+    proc.send_signal(sig)
     try:
         return proc.wait(timeout=HANG_GUARD_S)
     except subprocess.TimeoutExpired:
@@ -198,7 +198,8 @@ def _running_epoch(run):
     return status.get("status") == "running" and status.get("epoch", 0) >= 1
 
 
-def test_sigterm_ends_a_training_run_like_ctrl_c(tmp_path, capsys):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_ends_a_training_run_like_ctrl_c(tmp_path, capsys, sig):
     run, log = tmp_path / "run", tmp_path / "train.log"
     with open(log, "w") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "tunelab", "train", "--out", str(run),
@@ -209,11 +210,11 @@ def test_sigterm_ends_a_training_run_like_ctrl_c(tmp_path, capsys):
         # and a signal in between leaves nothing to resume from (Ctrl-C alike; reported upstream)
         _wait_for(lambda: _running_epoch(run) and (run / "checkpoints" / "last.pt").is_file(),
                   "a finished epoch and its checkpoint", proc, log)
-        code = _terminate(proc)
+        code = _terminate(proc, sig)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert code == 143, log.read_text()  # 128 + SIGTERM; Ctrl-C gives 130
+    assert code == 128 + sig, log.read_text()  # 143 for SIGTERM, 129 for SIGHUP; Ctrl-C gives 130
     result = json.loads((run / "result.json").read_text())
     assert result["status"] == "interrupted" and result["epochs_run"] >= 1
     with open(run / "history.csv") as f:

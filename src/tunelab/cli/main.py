@@ -190,6 +190,28 @@ def _override_hint(message: str, argv: list[str]) -> str:
     return f"; to override keys use {' '.join('--set ' + a for a in loose)}" if loose else ""
 
 
+def _fault_line(error: BaseException) -> Optional[str]:
+    """One line for a fault of the machine rather than of tunelab: a storage database that is
+    corrupt, locked, read-only or full, or a file the system refused (None: not one of those)."""
+    from tunelab.fileio import why
+
+    if isinstance(error, OSError):
+        where = f" {str(error.filename)!r}" if error.filename else ""
+        return f"the file system refused{where}: {why(error)}"
+    try:
+        import optuna.exceptions
+        import sqlalchemy.exc
+    except ImportError:
+        return None
+    if isinstance(error, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)):
+        cause = error.__cause__ or error.__context__
+        text = str(getattr(error, "orig", None) or cause or error).strip().splitlines()
+        reason = text[0][:200] if text else type(error).__name__
+        return (f"the study's storage failed: {reason}; check that it is a database, writable, not "
+                f"locked and with free space, then rerun the same command (completed trials are kept)")
+    return None
+
+
 def _dispatch(argv: Optional[list[str]]) -> int:
     try:
         code = app(args=argv, standalone_mode=False)  # click returns typer.Exit codes here
@@ -212,6 +234,14 @@ def _dispatch(argv: Optional[list[str]]) -> int:
     except typer.Abort:
         print("aborted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - storage and file-system faults: one line, not a traceback
+        line = _fault_line(e)
+        if line is None:
+            raise
+        if STATE["debug"] or "--debug" in (argv if argv is not None else sys.argv):
+            traceback.print_exc()
+        print(f"error: {line}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -222,10 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code.
 
     User errors print one line and return 2 (``--debug`` adds the traceback); Ctrl-C returns 130.
-    SIGTERM, what batch schedulers and ``kill`` send, is handled like Ctrl-C: a training run
-    ends with status ``interrupted`` and a complete run folder, a tune marks its running trials
-    for a retry. It then returns 143 (128 + SIGTERM, what a shell reports for a process that
-    SIGTERM ended), so a job script can tell a scheduler's kill from a user's Ctrl-C.
+    SIGTERM, what batch schedulers and ``kill`` send, and SIGHUP (the terminal closed) are handled
+    like Ctrl-C: a training run ends with status ``interrupted`` and a complete run folder, a tune
+    marks its running trials for a retry. It then returns 143 or 129 (128 + the signal, what a
+    shell reports for a process that signal ended), so a job script can tell a scheduler's kill
+    from a user's Ctrl-C. A storage database that fails (corrupt, read-only, locked, full) or a
+    file the system refuses is one line and 2, as a user error (``--debug``: the traceback).
     """
     from tunelab.execute.base import clear_interrupt, note_interrupt
 
@@ -246,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         previous = signal.signal(signal.SIGTERM, on_sigterm)
         previous_int = signal.signal(signal.SIGINT, on_sigint)
+        previous_hup = signal.signal(signal.SIGHUP, on_sigterm)  # a closed terminal: the same
     except ValueError:  # not the main thread (an embedding program): leave signals to it
-        previous = previous_int = None
+        previous = previous_int = previous_hup = None
     import logging
 
     # SQLAlchemy logs "Error closing cursor" with a traceback when a Ctrl-C cuts a query short (it
@@ -270,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
             signal.signal(signal.SIGINT, previous_int)
-    return SIGTERM_EXIT if terminated and code == 130 else code
+            signal.signal(signal.SIGHUP, previous_hup)
+    return 128 + terminated[0] if terminated and code == 130 else code
 
 
 def entry() -> None:
