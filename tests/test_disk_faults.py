@@ -91,15 +91,18 @@ def test_a_corrupt_storage_file_is_one_line(tmp_path):
     assert code == 2 and lines == [lines[-1]] and "storage failed: file is not a database" in lines[-1], lines
 
 
+def _tune(fs: Path, trials: int, cwd: Path) -> tuple[int, list[str]]:
+    """``tunelab tune`` of SPACE with its study in ``fs``/st.db."""
+    (cwd / "s.yaml").write_text(SPACE)
+    return _tunelab(["tune", "s.yaml", "--storage", f"sqlite:///{fs}/st.db", "--study", "s",
+                     "--trials", str(trials)], cwd)
+
+
 def test_a_read_only_storage_is_one_line(disk, tmp_path):
-    (tmp_path / "s.yaml").write_text(SPACE)
     fs = disk("1m")
-    code, _ = _tunelab(["tune", "s.yaml", "--storage", f"sqlite:///{fs}/st.db", "--study", "s", "--trials", "1"],
-                       tmp_path)
-    assert code == 0
+    assert _tune(fs, 1, tmp_path)[0] == 0
     subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
-    code, lines = _tunelab(["tune", "s.yaml", "--storage", f"sqlite:///{fs}/st.db", "--study", "s", "--trials", "2"],
-                           tmp_path)
+    code, lines = _tune(fs, 2, tmp_path)
     assert code == 2 and "read-only" in lines[-1], lines[-3:]
 
 
@@ -108,15 +111,11 @@ def test_a_storage_that_fills_up_mid_study_is_one_line_and_keeps_what_was_told(d
 
     import optuna
 
-    (tmp_path / "s.yaml").write_text(SPACE)
     fs = disk("400k")
-    code, _ = _tunelab(["tune", "s.yaml", "--storage", f"sqlite:///{fs}/st.db", "--study", "s", "--trials", "1"],
-                       tmp_path)
-    assert code == 0
+    assert _tune(fs, 1, tmp_path)[0] == 0
     free = shutil.disk_usage(fs).free
     (fs / "filler").write_bytes(b"\0" * max(0, free - 24 * 1024))  # leave room for a few trials only
-    code, lines = _tunelab(["tune", "s.yaml", "--storage", f"sqlite:///{fs}/st.db", "--study", "s",
-                            "--trials", "200"], tmp_path)
+    code, lines = _tune(fs, 200, tmp_path)
     assert code == 2 and ("storage failed" in lines[-1] or "no space left" in lines[-1]), lines[-3:]
     (fs / "filler").unlink()
     trials = optuna.load_study(study_name="s", storage=f"sqlite:///{fs}/st.db").get_trials()
