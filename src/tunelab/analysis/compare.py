@@ -66,12 +66,20 @@ def display_interval(metric: str, low: float, high: float) -> tuple[float, float
 
 
 def collect_runs(study) -> list[dict[str, Any]]:
-    """One dict per finished (arm, seed) run of a compare study; diverged runs included."""
-    runs = []
-    for t in study.get_trials(deepcopy=False):
+    """One dict per finished (arm, seed) run of a compare study; diverged runs included. A pair
+    that ran more than once (its failed run was run again by a later command) gives its finished
+    run, else its latest failure."""
+    best: dict[tuple[int, int], Any] = {}
+    for t in study.get_trials(deepcopy=False):  # in trial order: a later run replaces a failure
         a = t.user_attrs
         if "arm" not in a or t.state.name not in ("COMPLETE", "FAIL") or a.get("requeued"):
             continue
+        pair = (a["arm"], a["seed"])
+        if pair not in best or best[pair].state.name == "FAIL":
+            best[pair] = t
+    runs = []
+    for t in best.values():
+        a = t.user_attrs
         runs.append(dict(arm=a["arm"], arm_name=a["arm_name"], seed=a["seed"], status=(a.get("result") or {}).get(
             "status", "failed" if t.state.name == "FAIL" else "completed"), history=a.get("history", []),
             result=a.get("result") or {}, reason=a.get("fail_reason", "")))
@@ -391,7 +399,8 @@ def analyze(design: dict, runs: list[dict], *, target: Optional[float] = None, t
     (train_eval_* where measured). ``metrics``: per metric the summaries, the comparisons (a
     ``note`` says why one has no verdict: divergence, did not learn, never reached) and per
     arm ``notes``; epochs_to_target has ``skipped`` when there is no target. ``divergence``:
-    the Fisher exact test per arm (see _divergence). ``target`` (None when refused), its
+    the Fisher exact test per arm (see _divergence). ``missing``: the [arm, seed] runs of the design
+    with no result (failed, or never run), which the comparisons leave out. ``target`` (None when refused), its
     ``target_rule`` or ``target_note``. ``effects`` for factorial designs (see _effects).
 
     Example:
@@ -423,8 +432,10 @@ def analyze(design: dict, runs: list[dict], *, target: Optional[float] = None, t
             sum(math.isfinite(per_run[(i, r["seed"])]["epochs_to_target"]) for r in done)
         arm["gap_from_train_accuracy"] = sum(1 for r in done if r["history"] and learned(_best_val(r), arm["chance"])
                                              and gap_source(r["history"]) == "train_accuracy")
+    finished = {(r["arm"], r["seed"]) for r in runs if run_status(r) in ("completed", "diverged")}
+    missing = [[i, s] for i in range(len(arms)) for s in design["seeds"] if (i, s) not in finished]
     out: dict[str, Any] = dict(target=target, target_rule=rule, target_note=note, test=test, alpha=alpha,
-                               arms=arms, metrics={})
+                               arms=arms, metrics={}, missing=missing)
     for metric in METRICS:
         values = {i: {s: m[metric] for (a, s), m in per_run.items() if a == i} for i in range(len(arms))}
         summaries = [summarize([v for v in values[i].values() if math.isfinite(v)])

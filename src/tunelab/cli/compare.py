@@ -77,12 +77,31 @@ def finish_compare(study, design: dict, *, metric: str, target: Optional[float],
     if not analysis["metrics"][metric].get("skipped"):
         console.print(verdict_table(analysis, metric))
     console.print(runs_table(analysis))
+    if analysis["missing"]:
+        console.print(missing_text(analysis, runs, len(design["arms"]) * len(design["seeds"])), highlight=False)
     for text in _words(analysis, metric) + analysis.get("effects", {}).get("empty_cells", []):
         console.print(text, highlight=False)
     if not analysis["metrics"][metric].get("skipped"):  # a skipped metric said why above
         console.print(_target_text(analysis), highlight=False)
     console.print(f"report: {path}", highlight=False)
     return path
+
+
+def missing_text(analysis: dict, runs: list[dict], expected: int) -> str:
+    """The line that says which runs have no result, why, and that a rerun runs them.
+
+    Example:
+        >>> missing_text({"missing": [[1, 0]], "arms": [{"name": "base"}, {"name": "sgd"}]},
+        ...              [{"arm": 1, "seed": 0, "status": "failed", "reason": "the worker process died"}], 4)
+        '1 of 4 runs have no result (sgd seed 0: the worker process died); the comparisons leave them out; run the same command again to run them'
+    """
+    reasons = {(r["arm"], r["seed"]): ((r.get("reason") or r["status"]).splitlines() or [""])[0][:100]
+               for r in runs if r["status"] == "failed"}
+    shown = [f"{analysis['arms'][a]['name']} seed {s}: {reasons.get((a, s), 'never ran')}"
+             for a, s in analysis["missing"][:3]]
+    more = f", and {len(analysis['missing']) - 3} more" if len(analysis["missing"]) > 3 else ""
+    return (f"{len(analysis['missing'])} of {expected} runs have no result ({'; '.join(shown)}{more}); "
+            f"the comparisons leave them out; run the same command again to run them")
 
 
 def _jsonable(obj):

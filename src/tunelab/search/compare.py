@@ -4,8 +4,8 @@ A compare is an Optuna study named ``compare:NAME``: one trial per (arm, seed), 
 the seed, the resolved config, the per-epoch history and the final metrics (test included:
 compare reports on test) as user attributes; the arm's name and the seed are also the trial's
 parameters, so optuna-dashboard shows and filters runs by arm. The study records the design, so a compare can
-be interrupted and resumed (finished runs are kept, interrupted ones rerun) and its report
-rebuilt from storage alone.
+be interrupted and resumed (finished runs are kept; interrupted ones, and failed ones of an earlier
+command, whose worker may have died, rerun) and its report rebuilt from storage alone.
 
 Seed ``s`` of every arm sets ``training.seed = s``: the same data order and, where shapes
 allow, the same initial weights in every arm (common random numbers), so differences pair.
@@ -71,21 +71,28 @@ class CompareDriver(StudyDriver):
         self.fixed = study.sampler = _FixedSampler()
         self.defer_reports = True  # nothing prunes a compare: epoch values are written with the result
 
-    def _done_pairs(self) -> set[tuple[int, int]]:
-        """(arm, seed) pairs that are done, or running under a live driver (this one or another)."""
+    def _pairs(self) -> set[tuple[int, int]]:
+        """(arm, seed) pairs that need no run: done, or running or failed under a live driver (this
+        one or another). A pair whose only runs failed under drivers that have ended (a worker that
+        died, an interrupt) is run again; its failed runs stay, and the analysis takes the rerun."""
         beats, now = self.study._storage.get_study_system_attrs(self.study._study_id), time.time()
-        return {(t.user_attrs["arm"], t.user_attrs["seed"]) for t in self.study.get_trials(deepcopy=False)
-                if "arm" in t.user_attrs and (
-                    (t.state in (TrialState.COMPLETE, TrialState.FAIL) and not t.user_attrs.get("requeued"))
-                    or (t.state == TrialState.RUNNING
-                        and driver_alive(self.study, t.user_attrs.get("driver"), now, beats)))}
+        done: set[tuple[int, int]] = set()
+        for t in self.study.get_trials(deepcopy=False):
+            a = t.user_attrs
+            if "arm" not in a or a.get("requeued"):
+                continue
+            live = t.state in (TrialState.RUNNING, TrialState.FAIL) and driver_alive(
+                self.study, a.get("driver"), now, beats)
+            if t.state == TrialState.COMPLETE or live:
+                done.add((a["arm"], a["seed"]))
+        return done
 
     def specs(self) -> Iterator[TrialSpec]:
         for seed in self.seeds:  # seed-major: early results already pair across arms
             for i, arm in enumerate(self.arms):
                 config = arm_config(self.base, arm, seed)
                 with self.timed("in_driver"), ask_lock(self.study):  # a pair is claimed by one driver
-                    if (i, seed) in self._done_pairs():
+                    if (i, seed) in self._pairs():
                         continue
                     self.fixed.values = {"arm": self.arm_labels[i], "seed": seed}
                     with self.timed("ask"):
