@@ -22,6 +22,14 @@ def dies_when_x_is_large(config, reporter):
     return quadratic(config, reporter)
 
 
+def hangs_when_x_is_large(config, reporter):
+    """Stops its own process (SIGSTOP: a hung worker, no exit, no event) when x > 0.8."""
+    reporter.report(config["x"], 0)
+    if config["x"] > 0.8:
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return quadratic(config, reporter)
+
+
 def raises_when_x_is_small(config, reporter):
     if config["x"] < 0.4:
         raise ValueError(f"x={config['x']} is too small for this objective")

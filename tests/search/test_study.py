@@ -94,6 +94,24 @@ def test_worker_killed_mid_trial_leaves_that_trial_failed(tmp_path):
     assert all(t.state == TrialState.COMPLETE for t in trials if t.params["x"] <= 0.8)
 
 
+def test_a_hung_worker_fails_its_trial_at_the_trial_timeout_and_the_study_goes_on(tmp_path):
+    res = tunelab.tune(SPACE, trials=10, workers=2, storage=_storage(tmp_path), study="h",
+                       objective=objectives.hangs_when_x_is_large, seed=0, executor="processes", trial_timeout=4)
+    trials = res.study.get_trials()
+    hung = [t for t in trials if t.params["x"] > 0.8]
+    assert len(trials) == 10 and hung and not [t for t in trials if t.state == TrialState.RUNNING]
+    assert all(t.state == TrialState.FAIL and "timed out" in t.user_attrs["fail_reason"]
+               and "--trial-timeout=4 s" in t.user_attrs["fail_reason"] for t in hung)
+    assert all(t.state == TrialState.COMPLETE for t in trials if t.params["x"] <= 0.8)
+
+
+def test_a_trial_timeout_needs_the_process_executor():
+    with pytest.raises(ConfigError, match="--trial-timeout needs --executor processes .*got --executor inline"):
+        tunelab.tune(SPACE, trials=1, objective=objectives.quadratic, executor="inline", trial_timeout=5)
+    with pytest.raises(ConfigError, match=r"--trial-timeout=0 is out of range; allowed: seconds > 0"):
+        tunelab.tune(SPACE, trials=1, objective=objectives.quadratic, trial_timeout=0)
+
+
 DRIVER = textwrap.dedent("""
     import sys, tunelab
     from tests.search import objectives

@@ -156,6 +156,17 @@ def _ray_options() -> tuple[Any, Any, Any, Any]:
 ADDRESS_OPTION, TRIAL_CPUS_OPTION, TRIAL_GPUS_OPTION, MAX_RETRIES_OPTION = _ray_options()
 
 
+def _trial_timeout_option() -> Any:
+    import typer
+
+    return typer.Option(None, "--trial-timeout", metavar="SECONDS", help="Fail a trial that runs longer "
+                        "(a hung or stopped worker too): its worker process is killed and replaced, the "
+                        "study goes on. Runs trials on the process executor.")
+
+
+TRIAL_TIMEOUT_OPTION = _trial_timeout_option()
+
+
 def ray_options(address: Optional[str], trial_cpus: Optional[float], trial_gpus: Optional[float],
                 max_retries: Optional[int]) -> Optional[dict]:
     """The ray options the user gave (None: none), for ``tune(ray=...)`` / ``run_compare(ray=...)``.

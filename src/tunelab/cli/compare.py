@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tunelab.cli.common import (ADDRESS_OPTION, EXECUTOR_OPTION, MAX_RETRIES_OPTION, POPULATION_SIZE_OPTION,
-                                TRIAL_CPUS_OPTION, TRIAL_GPUS_OPTION, ray_options, make_console, status_line)
+                                TRIAL_CPUS_OPTION, TRIAL_GPUS_OPTION, TRIAL_TIMEOUT_OPTION, ray_options,
+                                make_console, status_line)
 from tunelab.errors import ConfigError
 from tunelab.fileio import write_json
 
@@ -124,6 +125,7 @@ def compare_command(
     trial_cpus: Optional[float] = TRIAL_CPUS_OPTION,
     trial_gpus: Optional[float] = TRIAL_GPUS_OPTION,
     max_retries: Optional[int] = MAX_RETRIES_OPTION,
+    trial_timeout: Optional[float] = TRIAL_TIMEOUT_OPTION,
     metric: str = typer.Option("test_accuracy", "--metric", metavar="NAME", help="Metric of the verdicts: test_accuracy, "
                                "best_val_accuracy, epochs_to_target, final_gap or seconds."),
     target: Optional[float] = typer.Option(None, "--target", metavar="ACCURACY", help="Validation accuracy for epochs_to_target, "
@@ -180,6 +182,7 @@ def compare_command(
 
     kwargs = dict(name=name, storage=storage or DEFAULT_STORAGE, workers=workers, executor=executor,
                   population_size=population_size, ray=ray_options(address, trial_cpus, trial_gpus, max_retries),
+                  trial_timeout=trial_timeout,
                   meta=dict(factorial=factorial, command=command, metric=metric, test=test, target=target))
     try:
         with cli_errors(_FLAGS):

@@ -16,7 +16,8 @@ from typing import Any, Iterator, Optional
 import typer
 import yaml
 from tunelab.cli.common import (ADDRESS_OPTION, EXECUTOR_OPTION, MAX_RETRIES_OPTION, POPULATION_SIZE_OPTION,
-                                TRIAL_CPUS_OPTION, TRIAL_GPUS_OPTION, ray_options, make_console, status_line)
+                                TRIAL_CPUS_OPTION, TRIAL_GPUS_OPTION, TRIAL_TIMEOUT_OPTION, ray_options,
+                                make_console, status_line)
 from tunelab.cli.studies import leaderboard_table, rounds_table
 from tunelab.errors import ConfigError
 from tunelab.fileio import write_text
@@ -24,6 +25,7 @@ from tunelab.fileio import write_text
 # the library names its arguments; the CLI user typed these flags
 FLAGS = {"trials": "--trials", "workers": "--workers", "sampler": "--sampler", "pruner": "--pruner",
          "storage": "--storage", "study": "--study", "round_size": "--round-size", "timeout": "--timeout",
+         "trial_timeout": "--trial-timeout",
          "grace_epochs": "--grace-epochs", "interval": "--interval", "population_size": "--population-size",
          "executor": "--executor", "stages": "--stages"}
 
@@ -154,6 +156,7 @@ def tune_command(
     trial_cpus: Optional[float] = TRIAL_CPUS_OPTION,
     trial_gpus: Optional[float] = TRIAL_GPUS_OPTION,
     max_retries: Optional[int] = MAX_RETRIES_OPTION,
+    trial_timeout: Optional[float] = TRIAL_TIMEOUT_OPTION,
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key of the space's "
                                    "base config, e.g. --set training.threads=1 (repeatable; checked at once)."),
     storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help="SQLAlchemy URL (default sqlite:///tunelab.db; postgresql://... works)."),
@@ -201,7 +204,7 @@ def tune_command(
                   storage=where, study=study, seed=seed, stages=stages, round_size=round_size,
                   overrides=list(set_), fresh=fresh, timeout=timeout, grace_epochs=grace_epochs,
                   executor=executor, population_size=population_size, interval=interval,
-                  ray=ray_options(address, trial_cpus, trial_gpus, max_retries))
+                  ray=ray_options(address, trial_cpus, trial_gpus, max_retries), trial_timeout=trial_timeout)
     try:
         with cli_errors():  # the library names its arguments; say the flags the user typed
             if live:

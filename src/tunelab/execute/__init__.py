@@ -47,12 +47,13 @@ def _inline(workers: int = 1, population_size: Optional[int] = None, pbt=None, r
 
 
 @EXECUTORS.register("processes")
-def _processes(workers: int = 2, population_size: Optional[int] = None, pbt=None, ray=None):
+def _processes(workers: int = 2, population_size: Optional[int] = None, pbt=None, ray=None,
+               trial_timeout: Optional[float] = None):
     if pbt is not None:  # population-based training of run folders, from their checkpoints
         from tunelab.execute.pbt_checkpoints import CheckpointPBTExecutor
 
         return CheckpointPBTExecutor(workers, pbt)
-    return ProcessExecutor(workers)
+    return ProcessExecutor(workers, trial_timeout=trial_timeout)
 
 
 @EXECUTORS.register("population")
@@ -125,10 +126,13 @@ def auto_population(config: dict) -> bool:
 
 
 def make_executor(workers: int, executor: str = "auto", population_size: Optional[int] = None,
-                  pbt=None, population: bool = False, ray: Optional[dict] = None) -> Executor:
+                  pbt=None, population: bool = False, ray: Optional[dict] = None,
+                  trial_timeout: Optional[float] = None) -> Executor:
     """The executor named ``executor`` for ``workers`` parallel trials; ``auto``: the population
     when the caller found it faster (``population``: see ``auto_population``), else inline for 1
-    worker and processes for more. ``ray``: the options of ``executor="ray"`` (RAY_OPTIONS).
+    worker and processes for more (processes too when ``trial_timeout`` is set). ``ray``: the options
+    of ``executor="ray"`` (RAY_OPTIONS). ``trial_timeout`` (seconds, processes only): a trial that runs
+    longer is failed and its worker killed and replaced (a hung or stopped worker too).
 
     Example:
         >>> type(make_executor(2)).__name__
@@ -152,6 +156,11 @@ def make_executor(workers: int, executor: str = "auto", population_size: Optiona
         if executor != "ray":
             given = "--" + next(iter(ray)).replace("_", "-")
             raise ConfigError(f"{given} needs --executor ray; got --executor {executor}")
-    if executor == "auto":
-        executor = "population" if population else ("inline" if workers == 1 else "processes")
-    return EXECUTORS.get(executor)(workers=workers, population_size=population_size, pbt=pbt, ray=ray)
+    if executor == "auto":  # a trial timeout needs a process to stop: the process executor
+        executor = ("processes" if trial_timeout is not None else "population" if population
+                    else "inline" if workers == 1 else "processes")
+    if trial_timeout is not None and (executor != "processes" or pbt is not None):
+        raise ConfigError(f"--trial-timeout needs --executor processes (a trial is stopped by killing its "
+                          f"worker process); got --executor {executor}")
+    kw = {"trial_timeout": trial_timeout} if trial_timeout is not None else {}
+    return EXECUTORS.get(executor)(workers=workers, population_size=population_size, pbt=pbt, ray=ray, **kw)

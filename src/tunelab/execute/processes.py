@@ -32,6 +32,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 import weakref
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -123,9 +124,13 @@ class ProcessExecutor:
     """
 
     def __init__(self, workers: int, threads_per_worker: Optional[int] = None,
-                 start_method: str = "spawn") -> None:
+                 start_method: str = "spawn", trial_timeout: Optional[float] = None) -> None:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ConfigError(f"--workers={workers!r} is not allowed; use a whole number >= 1")
+        if trial_timeout is not None and (isinstance(trial_timeout, bool) or not isinstance(trial_timeout, (int, float))
+                                          or not trial_timeout > 0):
+            raise ConfigError(f"--trial-timeout={trial_timeout!r} is out of range; allowed: seconds > 0")
+        self.trial_timeout = trial_timeout
         if threads_per_worker is not None and threads_per_worker < 1:
             raise ConfigError(f"threads_per_worker={threads_per_worker!r} must be >= 1")
         methods = mp.get_all_start_methods()
@@ -140,6 +145,7 @@ class ProcessExecutor:
         self._ctx = mp.get_context(start_method)
         self._slots: list[Optional[_Worker]] = [None] * workers
         self._flight: dict[int, int] = {}  # slot -> number of the trial it runs
+        self._since: dict[int, float] = {}  # slot -> when its trial was handed over (monotonic)
         self._kept = False  # workers outlive run() only when started explicitly
         self._startup_deaths = 0
         _LIVE.add(self)
@@ -238,7 +244,7 @@ class ProcessExecutor:
                 self._bury(i)
         else:
             raise TunelabError(f"cannot hand trial {spec.number} to a worker process")
-        self._flight[i] = spec.number
+        self._flight[i], self._since[i] = spec.number, time.monotonic()
         on_event(Event(spec.number, "start", metrics={"pid": w.process.pid, "threads": self.threads}))
 
     def _wait_once(self, on_event: Callable[[Event], Decision], respawn: bool) -> None:
@@ -246,7 +252,7 @@ class ProcessExecutor:
         for i, w in enumerate(self._slots):
             if w is not None:
                 owner[w.conn] = owner[w.process.sentinel] = (i, w)
-        for obj in wait(list(owner)):
+        for obj in wait(list(owner), timeout=self._until_timeout()):
             i, w = owner[obj]
             if self._slots[i] is not w:  # already buried through its other handle
                 continue
@@ -257,6 +263,31 @@ class ProcessExecutor:
                 except (EOFError, OSError):
                     pass
             self._on_death(i, on_event, respawn)
+        self._expire(on_event, respawn)
+
+    def _until_timeout(self) -> Optional[float]:
+        """Seconds until the first trial in flight runs out of ``trial_timeout`` (None: no limit)."""
+        if self.trial_timeout is None or not self._flight:
+            return None
+        first = min(self._since[i] for i in self._flight)
+        return max(0.0, first + self.trial_timeout - time.monotonic())
+
+    def _expire(self, on_event: Callable[[Event], Decision], respawn: bool) -> None:
+        """Fail the trials that ran past ``trial_timeout``; their workers (hung, stopped or only
+        slow) are killed and replaced."""
+        if self.trial_timeout is None:
+            return
+        now = time.monotonic()
+        for i in [i for i in self._flight if now - self._since[i] > self.trial_timeout]:
+            pid = self._slots[i].process.pid
+            self._slots[i].process.kill()  # SIGKILL also ends a stopped (SIGSTOP) process
+            self._bury(i)
+            number = self._flight.pop(i)
+            if respawn:
+                self._spawn(i)
+            on_event(Event(number, "failed", error=(
+                f"timed out: trial {number} ran longer than --trial-timeout={self.trial_timeout:g} s; "
+                f"its worker process {pid} was killed")))
 
     def _handle(self, i: int, msg: tuple, on_event: Callable[[Event], Decision]) -> None:
         w = self._slots[i]

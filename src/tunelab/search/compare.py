@@ -144,9 +144,10 @@ def load_design(study: optuna.Study) -> dict[str, Any]:
 def run_compare(base: dict, arms: list[Arm], seeds: list[int], *, name: str, storage: str,
                 workers: int = 1, meta: Optional[dict] = None,
                 on_progress: Optional[Callable[[Progress], None]] = None, executor: str = "auto",
-                population_size: Optional[int] = None, ray: Optional[dict] = None) -> optuna.Study:
+                population_size: Optional[int] = None, ray: Optional[dict] = None,
+                trial_timeout: Optional[float] = None) -> optuna.Study:
     """Run every (arm, seed) not yet in storage; return the compare's study (``executor``,
-    ``population_size`` and ``ray`` as for ``tune``)."""
+    ``population_size``, ``ray`` and ``trial_timeout`` as for ``tune``)."""
     from tunelab.execute import auto_population, make_executor
     from tunelab.trainer.tensorboard import require_tensorboard, wants_tensorboard
 
@@ -159,7 +160,8 @@ def run_compare(base: dict, arms: list[Arm], seeds: list[int], *, name: str, sto
     recover_stale_compare(study)
     driver = CompareDriver(study, base, arms, seeds, on_progress)
     population = executor == "auto" and auto_population(base)  # fixed (arm, seed) runs: nothing waits on results
-    with make_executor(workers, executor, population_size, population=population, ray=ray) as runner:
+    with make_executor(workers, executor, population_size, population=population, ray=ray,
+                       trial_timeout=trial_timeout) as runner:
         driver.run(runner)
     return study
 

@@ -252,7 +252,8 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
          trial_folders: Optional[Union[str, Path]] = None, overrides: Sequence[str] = (),
          fresh: bool = False, timeout: Optional[float] = None,
          grace_epochs: Optional[int] = None, executor: str = "auto",
-         population_size: Optional[int] = None, interval: int = 4, ray: Optional[dict] = None) -> TuneResult:
+         population_size: Optional[int] = None, interval: int = 4, ray: Optional[dict] = None,
+         trial_timeout: Optional[float] = None) -> TuneResult:
     """Search ``space`` with ``sampler`` for ``trials`` finished trials (see the CLI help).
 
     ``objective(config: dict, reporter) -> float`` tunes your own code: call
@@ -279,6 +280,9 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
     ``executor="ray"`` runs trials as Ray actors on the cluster ``ray["address"]`` (auto, local or
     HOST:PORT) with ``trial_cpus`` / ``trial_gpus`` each and ``max_retries`` retries when a worker or a
     node dies (``ray`` maps these names to values; ``workers`` > 1 caps the trials in flight).
+    ``trial_timeout`` (seconds): a trial running longer is failed with the reason and its worker
+    process killed and replaced (a hung or stopped worker too); the study goes on. It runs trials
+    on the process executor.
     """
     from tunelab.execute import auto_population, make_executor
 
@@ -287,7 +291,8 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
     if sampler == "pbt":
         executor, population_size, pbt = _pbt_setup(space, objective, overrides, trials, workers, executor,
                                                     population_size, pruner, stages, interval, seed)
-    make_executor(workers, executor, population_size, ray=ray)  # a bad name or size fails before any write
+    # a bad name or size fails before any write
+    make_executor(workers, executor, population_size, ray=ray, trial_timeout=trial_timeout)
     sp = _with_overrides(load_space(space, custom=objective is not None), overrides)
     if objective is None and _wants_tensorboard(sp):
         from tunelab.trainer.tensorboard import require_tensorboard
@@ -332,7 +337,8 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
 
             # a round is at most one population: the next round needs this one's results
             size = min(population_size or DEFAULT_SIZE, opts["round_size"])
-        with make_executor(workers, executor, size, pbt=pbt, population=auto_pop, ray=ray) as runner:
+        with make_executor(workers, executor, size, pbt=pbt, population=auto_pop, ray=ray,
+                           trial_timeout=trial_timeout) as runner:
             progress = driver.run(runner)
         value, best_vals, config, number = _best(st, sp, keys)
         fixed = {**fixed, **best_vals}
