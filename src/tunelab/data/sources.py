@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from tunelab.registry import Registry
 __all__ = ["RawData", "DATASETS"]
 
 DATASETS = Registry("data.name")
+SKIP_CHECKSUM = "TUNELAB_SKIP_CHECKSUM"  # set: use MNIST-format files whose sha256 is not the published one
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,24 @@ def _load_idx_set(name: str, cfg: DataConfig, flippable: bool) -> RawData:
         if not (folder / fname).is_file():
             raise DataError(f"{name}: file {folder / fname} is missing; run `tunelab datasets "
                             f"download {name} --dir {folder.parent}` or set {ENV_VAR}")
+    if not os.environ.get(SKIP_CHECKSUM):  # a file that is not the published one is not trained on
+        from tunelab.data.download import sha256_of
+
+        for fname, sha in FILES[name]:
+            if sha256_of(folder / fname) != sha:
+                raise DataError(f"{name}: file {folder / fname} does not match its published sha256; "
+                                f"re-download with `{download_command(name, folder.parent)}` (or set "
+                                f"{SKIP_CHECKSUM}=1 to use it anyway)")
     arrays = [read_idx(folder / fname) for fname, _ in FILES[name]]
     x_tr, y_tr, x_te, y_te = arrays
     for x, y, part in ((x_tr, y_tr, "train"), (x_te, y_te, "t10k")):
-        if len(x) != len(y) or x.ndim != 3:
+        if len(x) != len(y) or x.ndim != 3 or y.ndim != 1:
             raise DataError(f"{name}: {part} images {x.shape} do not match labels {y.shape} "
                             f"in {folder}; re-download with `{download_command(name, folder.parent)}`")
+        if y.size and int(y.max()) >= 10:
+            raise DataError(f"{name}: {part} labels go up to {int(y.max())} in {folder}; expected 0..9")
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise DataError(f"{name}: train images are {x_tr.shape[1:]} but test images {x_te.shape[1:]} in {folder}")
     # pixels stay uint8 (N, 1, 28, 28) here: load_data converts them while scaling, after
     # the split, which saves two float32 copies of 188 MB
     return RawData(x_tr[:, None], y_tr.astype(np.int64), x_te[:, None], y_te.astype(np.int64),

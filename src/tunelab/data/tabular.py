@@ -41,8 +41,13 @@ def encode_labels(values: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
     """Header names and the body as a (N, columns) string array; blank lines skipped."""
-    with open(path, newline="") as f:
-        rows = [(i + 1, r) for i, r in enumerate(csv.reader(f)) if r]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [(i + 1, r) for i, r in enumerate(csv.reader(f)) if r]
+    except UnicodeDecodeError as e:
+        raise DataError(f"file {path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except csv.Error as e:
+        raise DataError(f"file {path} is not a readable csv ({e})") from None
     if len(rows) < 2:
         raise DataError(f"file {path} has no data rows; expected a header row and then data")
     header = [h.strip() for h in rows[0][1]]
@@ -87,17 +92,46 @@ def load_csv_arrays(path: Path, target: str) -> tuple[np.ndarray, np.ndarray, in
     feats = [_numeric(path, name, body[:, j]) for j, name in enumerate(header) if j != t]
     if not feats:
         raise DataError(f"file {path} has only the target column {target!r}; add feature columns")
-    y, k = encode_labels(body[:, t])
+    y, k = encode_labels(_labels(path, target, body[:, t]))
+    _two_classes(path, k)
     return np.stack(feats, axis=1).astype(np.float32), y, k
+
+
+def _labels(path: Path, name: str, values: np.ndarray) -> np.ndarray:
+    """``values`` when every label is set: an empty cell or a NaN is not a class."""
+    flat = np.asarray(values).reshape(-1)
+    if flat.dtype.kind in "fc":
+        bad = ~np.isfinite(flat)
+    elif flat.dtype.kind in "US":
+        bad = np.char.strip(flat.astype(str)) == ""
+        bad |= np.isin(np.char.lower(np.char.strip(flat.astype(str))), ["nan", "na", "null", "none"])
+    else:
+        bad = np.zeros(len(flat), dtype=bool)
+    if bad.any():
+        raise DataError(f"{int(bad.sum())} labels in {name!r} of {path} are empty or not a number "
+                        f"(first at row {int(np.argmax(bad)) + 1}); fill or drop those rows")
+    return values
+
+
+def _two_classes(path: Path, k: int) -> None:
+    if k < 2:
+        raise DataError(f"file {path} has {k} label class; a classifier needs at least 2")
 
 
 # --------------------------------------------------------------------------- npz
 
 def _as_input(path: Path, key: str, x: np.ndarray) -> np.ndarray:
-    """(N, D) vectors or (N, C, H, W) images; (N, H, W) gets a channel axis."""
-    if not np.issubdtype(x.dtype, np.number) or x.ndim not in (2, 3, 4):
+    """(N, D) vectors or (N, C, H, W) images; (N, H, W) gets a channel axis. Real numbers only,
+    every one finite."""
+    if (not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating)
+            or x.ndim not in (2, 3, 4)):
         raise DataError(f"array {key!r} of {path} has dtype {x.dtype} and shape {x.shape}; "
-                        f"expected numbers shaped (N, D), (N, H, W) or (N, C, H, W)")
+                        f"expected real numbers shaped (N, D), (N, H, W) or (N, C, H, W)")
+    if np.issubdtype(x.dtype, np.floating):
+        rows = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if rows.any():
+            raise DataError(f"array {key!r} of {path} has NaN or infinite values in {int(rows.sum())} rows "
+                            f"(first row {int(np.argmax(rows))}); fill or drop them")
     return x[:, None] if x.ndim == 3 else x
 
 
@@ -109,16 +143,33 @@ def _check_pair(path: Path, xk: str, x: np.ndarray, y: np.ndarray) -> None:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """The arrays x, y (and x_test, y_test when present) of a .npz archive."""
+    import zipfile
+
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"file {path} is not a readable .npz archive ({e})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"file {path} is not a readable .npz archive ({str(e)[:120] or type(e).__name__})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"file {path} holds one .npy array, not a .npz archive; save x and y with "
+                        f"numpy.savez")
     with archive as z:
         keys = sorted(z.files)
         if "x" not in keys or "y" not in keys or ("x_test" in keys) != ("y_test" in keys):
             raise DataError(f"file {path} needs arrays 'x' and 'y' (and 'x_test' with "
-                            f"'y_test', or neither); found keys {keys}")
-        return {k: z[k] for k in ("x", "y", "x_test", "y_test") if k in keys}
+                            f"'y_test', or neither); found keys {keys[:20]}")
+        out = {}
+        for k in ("x", "y", "x_test", "y_test"):
+            if k not in keys:
+                continue
+            try:
+                out[k] = z[k]
+            except ValueError as e:  # object arrays need pickle, which is never loaded
+                raise DataError(f"array {k!r} of {path} cannot be read without pickle ({str(e)[:80]}); "
+                                f"store numbers, not Python objects") from None
+            except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+                raise DataError(f"array {k!r} of {path} is truncated or corrupt "
+                                f"({str(e)[:80] or type(e).__name__})") from None
+        return out
 
 
 def load_npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray],
@@ -134,12 +185,14 @@ def load_npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, Optional[np.nda
     x, y = _as_input(path, "x", arrays["x"]), arrays["y"]
     _check_pair(path, "x", x, y)
     if "x_test" not in arrays:
-        codes, k = encode_labels(y)
+        codes, k = encode_labels(_labels(path, "y", y))
+        _two_classes(path, k)
         return x, codes, None, None, k
     x_te, y_te = _as_input(path, "x_test", arrays["x_test"]), arrays["y_test"]
     _check_pair(path, "x_test", x_te, y_te)
     if x_te.shape[1:] != x.shape[1:]:
         raise DataError(f"array 'x_test' of {path} has examples of shape {x_te.shape[1:]}, "
                         f"'x' has {x.shape[1:]}; they must match")
-    codes, k = encode_labels(np.concatenate([y, y_te]))
+    codes, k = encode_labels(np.concatenate([_labels(path, "y", y), _labels(path, "y_test", y_te)]))
+    _two_classes(path, k)
     return x, codes[:len(y)], x_te, codes[len(y):], k
