@@ -111,3 +111,34 @@ def test_data_dir_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.delenv("TUNELAB_DATA")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert data_dir(None) == tmp_path / "home" / ".cache" / "tunelab"
+
+
+def test_concurrent_downloads_into_one_folder_each_verify_their_own_file(shared_data: Path, http_root,
+                                                                         tmp_path: Path) -> None:
+    import threading
+
+    url, served, _ = http_root
+    name = "train-images-idx3-ubyte.gz"
+    _serve(shared_data, served, [name])
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            download("mnist", tmp_path, mirrors=[url], files=[name])
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert verify("mnist", tmp_path)[name] == "ok"
+    assert not list((tmp_path / "mnist").glob("*.part"))
+
+
+def test_a_data_folder_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match=r"cannot create the data folder '.*file/mnist': a parent is not a directory"):
+        download("mnist", tmp_path / "file", mirrors=["http://127.0.0.1:9/"], files=[LABELS])

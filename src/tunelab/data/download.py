@@ -137,8 +137,18 @@ def _why(error: Exception) -> str:
 
 def _try_mirror(url: str, sha: str, target: Path, timeout: float,
                 progress: Progress | None) -> str | None:
-    """Fetch ``url`` into ``target`` through a .part file; None on success, else why not."""
-    part = target.with_name(target.name + ".part")
+    """Fetch ``url`` into ``target`` through a .part file of its own (two downloads into one folder
+    never share one); None on success, else why not."""
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        os.close(fd)
+    except OSError as e:
+        from tunelab.fileio import why
+
+        raise DataError(f"cannot write into {str(target.parent)!r}: {why(e)}") from None
+    part = Path(name)
     try:
         actual = _fetch(url, part, target.name, timeout, progress)
     except (urllib.error.URLError, OSError, ValueError) as e:
@@ -173,7 +183,7 @@ def download(name: str, dest_dir: str | os.PathLike, mirrors: Sequence[str] | No
     """Fetch dataset ``name`` into ``dest_dir/name/``; return the paths of its files.
 
     Files already present with the right sha256 are kept. Each missing one is fetched
-    from ``mirrors`` (default ``MIRRORS[name]``) in order, through a ``.part`` file, and
+    from ``mirrors`` (default ``MIRRORS[name]``) in order, through a ``.part`` file of its own, and
     verified; ``files`` restricts the work to some of the dataset's file names.
 
     Example:
@@ -182,7 +192,12 @@ def download(name: str, dest_dir: str | os.PathLike, mirrors: Sequence[str] | No
     """
     table = _files(name, files)
     folder = Path(dest_dir).expanduser() / name
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from tunelab.fileio import why
+
+        raise DataError(f"cannot create the data folder {str(folder)!r}: {why(e)}") from None
     mirrors = list(MIRRORS[name] if mirrors is None else mirrors)
     paths = []
     for fname, sha in table:
