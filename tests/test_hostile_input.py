@@ -175,3 +175,21 @@ def test_workers_have_an_upper_bound():
     space = {"base": {"data": {"name": "digits"}}, "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
     with pytest.raises(ConfigError, match=rf"^--workers=1000000 is out of range; allowed: 1 to {max_local_workers()} "):
         tunelab.tune(space, trials=2, workers=1_000_000)
+
+
+def test_a_model_too_big_for_the_free_memory_is_refused_before_anything_is_allocated(monkeypatch):
+    import tunelab
+    from tunelab.trainer import prepare
+
+    monkeypatch.setattr(prepare, "available_memory", lambda device: 2**30)  # 1 GiB free
+    big = {"data": {"name": "digits"}, "model": {"name": "cnn", "channels": [20000]}, "training": {"epochs": 1}}
+    with pytest.raises(ConfigError, match=r"^model.cnn with training.batch_size=\d+ needs about [\d.]+ GiB to train "
+                                          r"\([\d,]+ parameters .* and cpu has 1.0 GiB free"):
+        tunelab.train(big)
+    params, need = prepare.memory_estimate(from_dict(big), (1, 8, 8), 10)
+    real = prepare.new_model(from_dict({**big, "model": {"name": "cnn", "channels": [8]}}), (1, 8, 8), 10)
+    assert prepare.memory_estimate(from_dict({**big, "model": {"name": "cnn", "channels": [8]}}), (1, 8, 8), 10)[0] \
+        == sum(p.numel() for p in real.parameters())  # the parameter count is the real one
+    assert need > 4 * 4 * params
+    monkeypatch.setenv("TUNELAB_SKIP_MEMORY_CHECK", "1")
+    prepare.check_memory(from_dict(big), (1, 8, 8), 10, __import__("torch").device("cpu"))  # told to try: no error

@@ -195,6 +195,8 @@ def prepare(cfg: RunConfig, *, data: Any = None, model: Optional[torch.nn.Module
     if data.is_image or cfg.augment.active:
         check_augment(cfg.augment, data)
     device = data.x_train.device
+    if model is None:
+        check_memory(cfg, data.input_shape, data.num_classes, device)
     torch.manual_seed(cfg.training.seed)  # the initial weights
     net = model if model is not None else build_model(cfg.model, data.input_shape, data.num_classes)
     return Run(cfg, data, net.to(device), device)
@@ -214,6 +216,72 @@ def model_size(cfg: RunConfig, input_shape: tuple, num_classes: int) -> int:
     with torch.device("meta"):
         model = build_model(cfg.model, tuple(input_shape), num_classes)
     return sum(p.numel() for p in model.parameters())
+
+
+SKIP_MEMORY_CHECK = "TUNELAB_SKIP_MEMORY_CHECK"  # set: train even when the estimate says it will not fit
+
+
+def memory_estimate(cfg: RunConfig, input_shape: tuple, num_classes: int) -> Optional[tuple[int, int]]:
+    """(parameters, bytes) a training step of ``cfg`` needs, estimated on the meta device (no
+    memory used): weights, gradients and two optimizer states per parameter, and every layer's
+    output for a batch of ``training.batch_size`` twice (kept for the backward pass, and its
+    gradient), in float32. None when the model cannot run on the meta device.
+
+    Example:
+        >>> from tunelab.config import from_dict
+        >>> p, b = memory_estimate(from_dict({"model": {"hidden": [4]}, "training": {"batch_size": 8}}), (64,), 10)
+        >>> p, b > 4 * 4 * p
+        (310, True)
+    """
+    from tunelab.nn import build_model
+
+    outputs = [0]
+
+    def count(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        if not list(module.children()) and isinstance(output, torch.Tensor):
+            outputs[0] += output.numel()
+
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg.model, tuple(input_shape), num_classes)
+            hooks = [m.register_forward_hook(count) for m in model.modules()]
+            model.train()
+            model(torch.empty((cfg.training.batch_size, *input_shape)))
+        for h in hooks:
+            h.remove()
+    except Exception:  # noqa: BLE001 - a module the meta device cannot run: no estimate
+        return None
+    params = sum(p.numel() for p in model.parameters())
+    return params, 4 * (4 * params + 2 * outputs[0])
+
+
+def available_memory(device: torch.device) -> Optional[int]:
+    """Bytes free on ``device``: CUDA's free memory, else the machine's MemAvailable (None: unknown)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(cfg: RunConfig, input_shape: tuple, num_classes: int, device: torch.device) -> None:
+    """A one-line ConfigError when the model and a batch clearly do not fit in the memory free on
+    ``device`` (the estimate above 90% of it), before anything is allocated."""
+    if os.environ.get(SKIP_MEMORY_CHECK):
+        return
+    estimate, free = memory_estimate(cfg, input_shape, num_classes), available_memory(device)
+    if estimate is None or free is None or estimate[1] <= 0.9 * free:
+        return
+    params, need = estimate
+    raise ConfigError(f"model.{cfg.model.name} with training.batch_size={cfg.training.batch_size} needs about "
+                      f"{need / 2**30:.1f} GiB to train ({params:,} parameters and the batch's activations), "
+                      f"and {device.type} has {free / 2**30:.1f} GiB free; allowed: a smaller model or batch "
+                      f"(or set {SKIP_MEMORY_CHECK}=1 to try anyway)")
 
 
 def new_model(cfg: RunConfig, input_shape: tuple, num_classes: int) -> torch.nn.Module:
