@@ -327,3 +327,28 @@ def test_the_run_says_where_its_time_went(tmp_path):
     assert sum(split.values()) == pytest.approx(timing["wall"], rel=1e-6)
     assert split["ask"] > 0 and split["storage"] > 0
     assert split["executor"] >= 4 * 3 * 0.02  # the objective's sleeps are the executor's time
+
+
+@pytest.mark.parametrize("cut", ["enqueue_trial", "tell"])
+def test_a_kill_inside_the_requeue_neither_loses_nor_doubles_the_params(tmp_path, monkeypatch, cut):
+    from tunelab.search.study import recover_stale
+
+    study = optuna.create_study(storage=_storage(tmp_path), study_name="rq")
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # RUNNING, no live driver
+    real = getattr(optuna.Study, cut)
+    calls = []
+
+    def killed_once(self, *args, **kwargs):
+        if not calls:
+            calls.append(1)
+            raise KeyboardInterrupt("the driver is killed here")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.Study, cut, killed_once)
+    with pytest.raises(KeyboardInterrupt):
+        recover_stale(study)
+    assert recover_stale(study) == [trial.number]  # the next run recovers it
+    trials = study.get_trials()
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert trials[0].state == TrialState.FAIL and len(waiting) == 1
+    assert waiting[0].user_attrs["retry_of"] == 0 and waiting[0].system_attrs["fixed_params"] == trials[0].params

@@ -172,11 +172,14 @@ def recover_stale(study: optuna.Study, reason: str = "interrupted: the driver st
             stale = [t for t in running if t.user_attrs.get("driver") in (driver_id, None)]
         else:
             stale = [t for t in running if not driver_alive(study, t.user_attrs.get("driver"), now, beats)]
+        # the copy is queued before the trial is marked failed, and never twice: a kill between the
+        # two steps leaves a trial that is still stale, whose next recovery only marks it
+        retried = {u.user_attrs["retry_of"] for u in study.get_trials(deepcopy=False) if "retry_of" in u.user_attrs}
         for t in stale:
+            if requeue_params and t.number not in retried:
+                study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
             write_trial(study, t._trial_id, {"fail_reason": reason, "requeued": True})
             study.tell(t.number, state=TrialState.FAIL)
-            if requeue_params:
-                study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
     return [t.number for t in stale]
 
 
