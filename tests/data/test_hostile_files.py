@@ -110,3 +110,24 @@ def test_an_idx_file_that_is_not_the_published_one_is_refused_unless_asked(tmp_p
         load_data(cfg)
     monkeypatch.setenv("TUNELAB_SKIP_CHECKSUM", "1")
     assert load_data(cfg) is not None
+
+
+def test_a_file_that_is_not_a_csv_is_not_echoed_into_the_error(tmp_path):
+    secret = "root:$6$salt$hashhashhash:19000:0:99999:7:::"
+    path = _csv(tmp_path, secret + "\n" + "daemon:*:19000:0:99999:7:::\n")
+    with pytest.raises(DataError) as e:
+        load_csv_arrays(path, "label")
+    assert "salt" not in str(e.value) and "does not look like a csv header" in str(e.value)
+    with pytest.raises(DataError, match=r"columns are \['a', 'b'\]"):  # a real header is still shown
+        load_csv_arrays(_csv(tmp_path, "a,b\n1,2\n"), "label")
+    with pytest.raises(DataError) as e:  # a long cell is not echoed either
+        load_csv_arrays(_csv(tmp_path, "a,label\n" + "x" * 5000 + ",1\n2,0\n"), "label")
+    assert "x" * 30 not in str(e.value) and "of 5000 characters" in str(e.value)
+
+
+def test_a_divergence_names_weight_decay_when_it_is_large():
+    from tunelab.config import from_dict
+    from tunelab.trainer.policy import _divergence_hint
+
+    assert _divergence_hint(from_dict({"optimizer": {"lr": 0.1}})).startswith("lower optimizer.lr (now 0.1);")
+    assert "or optimizer.weight_decay (now 0.5)" in _divergence_hint(from_dict({"optimizer": {"weight_decay": 0.5}}))

@@ -58,6 +58,16 @@ def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
     return header, np.array([r for _, r in rows[1:]], dtype=str)
 
 
+def _columns(header: list[str]) -> str:
+    """"columns are [...]" when the first row looks like a csv header (short names of letters,
+    digits and ``_ .-``); otherwise a data file's first line is not echoed into an error."""
+    import re
+
+    if 0 < len(header) <= 50 and all(re.fullmatch(r"[\w .\-]{1,40}", h) for h in header):
+        return f"columns are {header}"
+    return f"its first row ({len(header)} fields) does not look like a csv header"
+
+
 def _numeric(path: Path, name: str, column: np.ndarray) -> np.ndarray:
     """A string column as float64, or DataError naming the column and the first bad value."""
     try:
@@ -66,7 +76,8 @@ def _numeric(path: Path, name: str, column: np.ndarray) -> np.ndarray:
         out = None
     if out is None or not np.isfinite(out).all():
         bad = next(v for v in column if not _is_finite_number(v))
-        raise DataError(f"column {name!r} of {path} is not numeric (value {str(bad)!r}); encode "
+        shown = repr(str(bad)) if len(str(bad)) <= 20 else f"of {len(str(bad))} characters"
+        raise DataError(f"column {str(name)[:40]!r} of {path} is not numeric (value {shown}); encode "
                         f"it as numbers, fill missing values, or remove the column")
     return out
 
@@ -86,8 +97,7 @@ def load_csv_arrays(path: Path, target: str) -> tuple[np.ndarray, np.ndarray, in
     """
     header, body = _read_csv(path)
     if target not in header:
-        raise DataError(f"data.target={target!r} is not a column of {path}; "
-                        f"columns are {header}")
+        raise DataError(f"data.target={target!r} is not a column of {path}; {_columns(header)}")
     t = header.index(target)
     feats = [_numeric(path, name, body[:, j]) for j, name in enumerate(header) if j != t]
     if not feats:

@@ -74,6 +74,14 @@ def diverged_loss(metrics: dict[str, float]) -> Optional[float]:
     return None
 
 
+def _divergence_hint(cfg: RunConfig) -> str:
+    """What to change after a divergence: the lr, and a weight decay large enough to be a cause."""
+    hint = f"lower optimizer.lr (now {cfg.optimizer.lr:g})"
+    if cfg.optimizer.weight_decay >= 0.1:
+        hint += f" or optimizer.weight_decay (now {cfg.optimizer.weight_decay:g})"
+    return hint + "; check the data for extreme values if neither helps"
+
+
 def epoch_end(state: RunState, metrics: dict[str, float], cfg: RunConfig,
               answer: Optional[str] = None) -> tuple[RunState, EpochAction]:
     """Record epoch ``state.epoch`` with ``metrics`` and decide what happens next."""
@@ -82,8 +90,7 @@ def epoch_end(state: RunState, metrics: dict[str, float], cfg: RunConfig,
     # ---- divergence: never carry a NaN result forward
     bad = diverged_loss(metrics)
     if bad is not None:
-        return state, EpochAction("diverged", f"loss became {bad} at epoch {epoch + 1}; "
-                                              f"lower optimizer.lr (now {cfg.optimizer.lr:g})")
+        return state, EpochAction("diverged", f"loss became {bad} at epoch {epoch + 1}; {_divergence_hint(cfg)}")
     # ---- reduce-on-plateau
     if plateau_applies(cfg.schedule, epoch):
         state = dataclasses.replace(state, plateau=plateau_step(
