@@ -231,6 +231,31 @@ def test_sigterm_or_sighup_ends_a_training_run_like_ctrl_c(tmp_path, capsys, sig
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == list(range(1, total + 1))
 
 
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.3])
+def test_a_double_ctrl_c_still_leaves_a_complete_run_folder(tmp_path, delay):
+    run, log = tmp_path / "run", tmp_path / "train.log"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "tunelab", "train", "--out", str(run),
+                                 "--set", "training.epochs=100000", "--set", "training.batch_size=16", *SMALL],
+                                cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: _running_epoch(run) and (run / "checkpoints" / "last.pt").is_file(),
+                  "a finished epoch and its checkpoint", proc, log)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(delay)  # the second lands in the first one's clean-up (the figure takes a while)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=HANG_GUARD_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # 130; or killed by the second SIGINT when it came after everything was written and tunelab
+    # had handed SIGINT back
+    assert code in (130, -signal.SIGINT), log.read_text()
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "interrupted" and (run / "model.pt").is_file() and (run / "history.csv").is_file()
+    assert "Traceback" not in log.read_text()
+
+
 def test_sigterm_ends_a_tune_like_ctrl_c(tmp_path):
     from tunelab.search.results import load_study
 

@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code.
 
     User errors print one line and return 2 (``--debug`` adds the traceback); Ctrl-C returns 130.
+    A second Ctrl-C does not cut the first one's clean-up short (a third does).
     SIGTERM, what batch schedulers and ``kill`` send, and SIGHUP (the terminal closed) are handled
     like Ctrl-C: a training run ends with status ``interrupted`` and a complete run folder, a tune
     marks its running trials for a retry. It then returns 143 or 129 (128 + the signal, what a
@@ -271,8 +272,15 @@ def main(argv: list[str] | None = None) -> int:
         note_interrupt()  # kept even if the raise lands in a finalizer, where Python drops it
         raise KeyboardInterrupt
 
+    interrupts: list[int] = []
+
     def on_sigint(signum: int, frame: Any) -> None:
         note_interrupt()
+        interrupts.append(signum)
+        if len(interrupts) == 2:  # the first one's clean-up (the run folder, the study) goes on
+            print("interrupted again: still writing what was done (Ctrl-C once more abandons it)",
+                  file=sys.stderr)
+            return
         raise KeyboardInterrupt
 
     try:
