@@ -198,18 +198,28 @@ def _running_epoch(run):
     return status.get("status") == "running" and status.get("epoch", 0) >= 1
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_sigterm_or_sighup_ends_a_training_run_like_ctrl_c(tmp_path, capsys, sig):
+def _long_training(tmp_path):
+    """(process, run folder, log) of a `tunelab train` that has finished an epoch and its checkpoint."""
     run, log = tmp_path / "run", tmp_path / "train.log"
     with open(log, "w") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "tunelab", "train", "--out", str(run),
                                  "--set", "training.epochs=100000", "--set", "training.batch_size=16", *SMALL],
                                 cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
+    # last.pt too: status.json names an epoch just before that epoch's checkpoint is written,
+    # and a signal in between leaves nothing to resume from (Ctrl-C alike; reported upstream)
     try:
-        # last.pt too: status.json names an epoch just before that epoch's checkpoint is written,
-        # and a signal in between leaves nothing to resume from (Ctrl-C alike; reported upstream)
         _wait_for(lambda: _running_epoch(run) and (run / "checkpoints" / "last.pt").is_file(),
                   "a finished epoch and its checkpoint", proc, log)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, run, log
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_ends_a_training_run_like_ctrl_c(tmp_path, capsys, sig):
+    proc, run, log = _long_training(tmp_path)
+    try:
         code = _terminate(proc, sig)
     finally:
         if proc.poll() is None:
@@ -233,14 +243,8 @@ def test_sigterm_or_sighup_ends_a_training_run_like_ctrl_c(tmp_path, capsys, sig
 
 @pytest.mark.parametrize("delay", [0.0, 0.1, 0.3])
 def test_a_double_ctrl_c_still_leaves_a_complete_run_folder(tmp_path, delay):
-    run, log = tmp_path / "run", tmp_path / "train.log"
-    with open(log, "w") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "tunelab", "train", "--out", str(run),
-                                 "--set", "training.epochs=100000", "--set", "training.batch_size=16", *SMALL],
-                                cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
+    proc, run, log = _long_training(tmp_path)
     try:
-        _wait_for(lambda: _running_epoch(run) and (run / "checkpoints" / "last.pt").is_file(),
-                  "a finished epoch and its checkpoint", proc, log)
         proc.send_signal(signal.SIGINT)
         time.sleep(delay)  # the second lands in the first one's clean-up (the figure takes a while)
         proc.send_signal(signal.SIGINT)
