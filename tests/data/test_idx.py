@@ -109,3 +109,24 @@ def test_corrupt_file_hint_names_a_custom_dir(tmp_path: Path, monkeypatch: pytes
         with pytest.raises(DataError) as e:
             read_idx(path)
         assert str(e.value).endswith(f"; re-download with `tunelab datasets download mnist{flag}`")
+
+
+@pytest.mark.parametrize("labels, images_test, match", [
+    (np.array([0, 1, 12, 3]), (4, 28, 28), r"train labels go up to 12 .*expected 0..9"),
+    (np.zeros((4, 2)), (4, 28, 28), r"train images \(4, 28, 28\) do not match labels \(4, 2\)"),
+    (np.array([0, 1, 2, 3]), (4, 14, 14), r"train images are \(28, 28\) but test images \(14, 14\)"),
+])
+def test_crafted_idx_sets_are_refused_in_one_line(tmp_path: Path, monkeypatch, labels, images_test, match) -> None:
+    from tunelab.config import from_dict
+    from tunelab.data import load_data
+    from tunelab.data.download import FILES
+
+    monkeypatch.setenv("TUNELAB_SKIP_CHECKSUM", "1")  # crafted files: the checks after the checksum
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    arrays = [np.zeros((4, 28, 28)), labels, np.zeros(images_test), np.array([0, 1, 2, 3])]
+    for (name, _), arr in zip(FILES["mnist"], arrays):
+        with gzip.open(folder / name, "wb") as f:
+            f.write(_idx_bytes(np.asarray(arr)))
+    with pytest.raises(DataError, match=match):
+        load_data(from_dict({"data": {"name": "mnist", "dir": str(tmp_path)}}).data)
