@@ -233,6 +233,20 @@ def test_two_drivers_one_on_ray_share_a_postgres_study(cluster, tmp_path):
     optuna.delete_study(study_name=name, storage=PG_URL)
 
 
+def test_a_trial_past_the_trial_timeout_is_failed_and_its_actor_killed(cluster, tmp_path):
+    c, _ = cluster
+    space = {"base": {**SPACE["base"], "training": {"epochs": 5000, "threads": 1}},
+             "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
+    t0 = time.monotonic()
+    res = tunelab.tune(space, trials=3, storage=f"sqlite:///{tmp_path / 't.db'}", study="slow", seed=0,
+                       executor="ray", ray={"address": c.address}, trial_timeout=3)
+    trials = res.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3
+    assert all("timed out" in t.user_attrs["fail_reason"] and "--trial-timeout=3 s" in t.user_attrs["fail_reason"]
+               for t in trials)
+    assert time.monotonic() - t0 < 120  # 5000 epochs each would take far longer
+
+
 def test_ray_options_are_checked_in_one_line():
     for ray_opts, match in (({"trial_cpus": 0}, "--trial-cpus=0 is out of range"),
                             ({"max_retries": -1}, "--max-retries=-1 is out of range"),

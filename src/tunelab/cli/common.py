@@ -161,7 +161,7 @@ def _trial_timeout_option() -> Any:
 
     return typer.Option(None, "--trial-timeout", metavar="SECONDS", help="Fail a trial that runs longer "
                         "(a hung or stopped worker too): its worker process is killed and replaced, the "
-                        "study goes on. Runs trials on the process executor.")
+                        "study goes on. Needs --executor processes (auto picks it) or ray.")
 
 
 TRIAL_TIMEOUT_OPTION = _trial_timeout_option()

@@ -62,14 +62,16 @@ def _population(workers: int = 1, population_size: Optional[int] = None, pbt=Non
 
 
 @EXECUTORS.register("ray")
-def _ray(workers: int = 1, population_size: Optional[int] = None, pbt=None, ray=None):
+def _ray(workers: int = 1, population_size: Optional[int] = None, pbt=None, ray=None,
+         trial_timeout: Optional[float] = None):
     """Trials as Ray actors; ``workers`` > 1 caps the actors busy (1: as many as the cluster holds);
     ``population_size`` K: buckets of up to K mlp/cnn trials, each trained as one population in one actor."""
     from tunelab.execute.ray import RayExecutor
 
     if pbt is not None:
         raise ConfigError("--executor ray does not run --sampler pbt; use --executor population or processes")
-    return RayExecutor(**(ray or {}), workers=workers if workers > 1 else None, population_size=population_size)
+    return RayExecutor(**(ray or {}), workers=workers if workers > 1 else None, population_size=population_size,
+                       trial_timeout=trial_timeout)
 
 
 # the options of --executor ray (tune(ray=...), the CLI's --address, --trial-cpus, --trial-gpus, --max-retries)
@@ -131,7 +133,7 @@ def make_executor(workers: int, executor: str = "auto", population_size: Optiona
     """The executor named ``executor`` for ``workers`` parallel trials; ``auto``: the population
     when the caller found it faster (``population``: see ``auto_population``), else inline for 1
     worker and processes for more (processes too when ``trial_timeout`` is set). ``ray``: the options
-    of ``executor="ray"`` (RAY_OPTIONS). ``trial_timeout`` (seconds, processes only): a trial that runs
+    of ``executor="ray"`` (RAY_OPTIONS). ``trial_timeout`` (seconds, processes or ray): a trial that runs
     longer is failed and its worker killed and replaced (a hung or stopped worker too).
 
     Example:
@@ -159,8 +161,8 @@ def make_executor(workers: int, executor: str = "auto", population_size: Optiona
     if executor == "auto":  # a trial timeout needs a process to stop: the process executor
         executor = ("processes" if trial_timeout is not None else "population" if population
                     else "inline" if workers == 1 else "processes")
-    if trial_timeout is not None and (executor != "processes" or pbt is not None):
-        raise ConfigError(f"--trial-timeout needs --executor processes (a trial is stopped by killing its "
-                          f"worker process); got --executor {executor}")
+    if trial_timeout is not None and (executor not in ("processes", "ray") or pbt is not None):
+        raise ConfigError(f"--trial-timeout needs --executor processes or ray (a trial is stopped by killing "
+                          f"its worker); got --executor {executor}")
     kw = {"trial_timeout": trial_timeout} if trial_timeout is not None else {}
     return EXECUTORS.get(executor)(workers=workers, population_size=population_size, pbt=pbt, ray=ray, **kw)

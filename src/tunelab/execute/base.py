@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Literal, Optional, Protocol
 
 __all__ = ["TrialSpec", "Event", "Decision", "Executor", "EventKind", "interrupted_write", "note_interrupt",
-           "interrupt_pending", "clear_interrupt"]
+           "interrupt_pending", "clear_interrupt", "check_trial_timeout"]
 
 EventKind = Literal["start", "epoch", "done", "pruned", "failed"]
 Decision = Optional[Literal["continue", "prune"]]
@@ -116,3 +116,11 @@ def interrupt_pending() -> bool:
 
 def clear_interrupt() -> None:
     _PENDING["interrupt"] = False
+
+
+def check_trial_timeout(value: object) -> None:
+    """``--trial-timeout`` must be None or a number of seconds > 0 (one-line ConfigError)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+        from tunelab.errors import ConfigError
+
+        raise ConfigError(f"--trial-timeout={value!r} is out of range; allowed: seconds > 0")

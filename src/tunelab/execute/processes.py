@@ -39,7 +39,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Optional
 
 from tunelab.errors import ConfigError, TunelabError
-from tunelab.execute.base import Decision, Event, TrialSpec
+from tunelab.execute.base import Decision, Event, TrialSpec, check_trial_timeout
 
 __all__ = ["ProcessExecutor", "available_cores"]
 
@@ -127,9 +127,7 @@ class ProcessExecutor:
                  start_method: str = "spawn", trial_timeout: Optional[float] = None) -> None:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ConfigError(f"--workers={workers!r} is not allowed; use a whole number >= 1")
-        if trial_timeout is not None and (isinstance(trial_timeout, bool) or not isinstance(trial_timeout, (int, float))
-                                          or not trial_timeout > 0):
-            raise ConfigError(f"--trial-timeout={trial_timeout!r} is out of range; allowed: seconds > 0")
+        check_trial_timeout(trial_timeout)
         self.trial_timeout = trial_timeout
         if threads_per_worker is not None and threads_per_worker < 1:
             raise ConfigError(f"threads_per_worker={threads_per_worker!r} must be >= 1")

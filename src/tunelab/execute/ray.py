@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
 from tunelab.errors import ConfigError, TunelabError
-from tunelab.execute.base import Decision, Event, TrialSpec
+from tunelab.execute.base import Decision, Event, TrialSpec, check_trial_timeout
 
 __all__ = ["RayExecutor", "require_ray", "INSTALL"]
 
@@ -68,6 +68,7 @@ class _Flight:
     poll: Any = None  # future of the outstanding poll (the events since the last one)
     answers: dict = field(default_factory=dict)  # (number, epoch) -> prune, sent with the next poll
     where: dict = field(default_factory=dict)  # where its last attempt that started ran
+    since: float = 0.0  # when its current attempt was handed to an actor (monotonic)
 
     def __post_init__(self) -> None:
         self.open = {s.number for s in self.specs}
@@ -159,7 +160,8 @@ class RayExecutor:
     """Trials on a Ray cluster (see the module docstring)."""
 
     def __init__(self, address: str = "auto", trial_cpus: float = 1.0, trial_gpus: float = 0.0,
-                 max_retries: int = 1, workers: Optional[int] = None, population_size: Optional[int] = None) -> None:
+                 max_retries: int = 1, workers: Optional[int] = None, population_size: Optional[int] = None,
+                 trial_timeout: Optional[float] = None) -> None:
         for key, value, lo in (("--trial-cpus", trial_cpus, 0.0), ("--trial-gpus", trial_gpus, 0.0)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= lo:
                 raise ConfigError(f"{key}={value!r} is out of range; allowed: a number >= {lo:g}")
@@ -172,6 +174,8 @@ class RayExecutor:
         if population_size is not None and (isinstance(population_size, bool) or not isinstance(population_size, int)
                                             or population_size < 1):
             raise ConfigError(f"--population-size={population_size!r} is out of range; allowed: a whole number >= 1")
+        check_trial_timeout(trial_timeout)
+        self.trial_timeout = trial_timeout
         if not isinstance(address, str) or not address:
             raise ConfigError(f"--address={address!r} is not allowed; use auto, local or HOST:PORT")
         self.address, self.trial_cpus, self.trial_gpus = address, float(trial_cpus), float(trial_gpus)
@@ -312,6 +316,7 @@ class RayExecutor:
         # each trial's first event, "start", says where it runs
         specs = [s for s in f.specs if s.number in f.open]
         f.run = slot.actor.run.remote(specs, data, max(1, int(round(self.trial_cpus))), f.stacked).future()
+        f.since = time.monotonic()
         f.poll, f.answers = None, {}
         flight.append(f)
 
@@ -359,6 +364,15 @@ class RayExecutor:
             except (ray.exceptions.RayError, TimeoutError) as e:  # the actor, its process or its node is gone
                 flight.remove(f)
                 self._retry_or_fail(f, type(e).__name__, flight, on_event)
+        if self.trial_timeout is not None:
+            for f in [f for f in flight if time.monotonic() - f.since > self.trial_timeout]:
+                flight.remove(f)  # ran too long (hung, or only slow): its actor goes, no retry
+                self._kill(self._slots[f.slot])
+                self._slots[f.slot] = None
+                for number in sorted(f.open):
+                    on_event(Event(number, "failed", f.reported.get(number, 0), error=(
+                        f"timed out: trial {number} ran longer than --trial-timeout={self.trial_timeout:g} s; "
+                        f"its Ray actor was killed")))
 
     def _dead_nodes(self) -> set:
         """IDs of the cluster's nodes that Ray has marked dead (none when the cluster cannot say)."""

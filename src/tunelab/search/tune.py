@@ -281,8 +281,8 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
     HOST:PORT) with ``trial_cpus`` / ``trial_gpus`` each and ``max_retries`` retries when a worker or a
     node dies (``ray`` maps these names to values; ``workers`` > 1 caps the trials in flight).
     ``trial_timeout`` (seconds): a trial running longer is failed with the reason and its worker
-    process killed and replaced (a hung or stopped worker too); the study goes on. It runs trials
-    on the process executor.
+    process (or Ray actor) killed and replaced (a hung or stopped worker too); the study goes on.
+    It needs the process executor (``auto`` picks it) or Ray.
     """
     from tunelab.execute import auto_population, make_executor
 
