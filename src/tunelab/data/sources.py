@@ -81,13 +81,13 @@ def _load_idx_set(name: str, cfg: DataConfig, flippable: bool) -> RawData:
             raise DataError(f"{name}: file {folder / fname} is missing; run `tunelab datasets "
                             f"download {name} --dir {folder.parent}` or set {ENV_VAR}")
     if not os.environ.get(SKIP_CHECKSUM):  # a file that is not the published one is not trained on
-        from tunelab.data.download import sha256_of
+        from tunelab.data.download import verify
 
-        for fname, sha in FILES[name]:
-            if sha256_of(folder / fname) != sha:
-                raise DataError(f"{name}: file {folder / fname} does not match its published sha256; "
-                                f"re-download with `{download_command(name, folder.parent)}` (or set "
-                                f"{SKIP_CHECKSUM}=1 to use it anyway)")
+        bad = [fname for fname, status in verify(name, folder.parent).items() if status != "ok"]
+        if bad:
+            raise DataError(f"{name}: file {folder / bad[0]} does not match its published sha256; "
+                            f"re-download with `{download_command(name, folder.parent)}` (or set "
+                            f"{SKIP_CHECKSUM}=1 to use it anyway)")
     arrays = [read_idx(folder / fname) for fname, _ in FILES[name]]
     x_tr, y_tr, x_te, y_te = arrays
     for x, y, part in ((x_tr, y_tr, "train"), (x_te, y_te, "t10k")):

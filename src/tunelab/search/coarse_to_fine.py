@@ -223,7 +223,8 @@ class CoarseToFineSampler(optuna.samplers.BaseSampler):
         seen = {_config_key(t.params) for t in study.get_trials(deepcopy=False)
                 if t.number != trial.number and t.params}
         own = self.space.optuna_params()
-        keys = [k for k in self.space.params if own[self.space.param_name(k)] == search_space.get(self.space.param_name(k))]
+        keys = [k for k in self.space.params
+                if own[self.space.param_name(k)] == search_space.get(self.space.param_name(k))]
         others = {n: d for n, d in search_space.items() if own.get(n) != d}
         if not keys:
             return {n: self.sample_independent(study, trial, n, d) for n, d in others.items()}
