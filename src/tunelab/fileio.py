@@ -50,8 +50,11 @@ def atomic_open(path: str | Path, mode: str = "w", sync: bool = True, **kwargs: 
             if sync:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:
-        cause = _os_error(e)  # torch.save turns a full disk into a RuntimeError about its zip writer
+    except Exception as e:
+        if _chained(e, KeyboardInterrupt):  # a Ctrl-C inside a writer that turned it into another
+            raise KeyboardInterrupt from None  # error (torch.save's zip writer): the interrupt it was
+        # torch.save turns a full disk into a RuntimeError about its zip writer
+        cause = _chained(e, OSError) if isinstance(e, (OSError, RuntimeError)) else None
         if cause is None:
             raise
         raise WriteError(f"cannot write {str(path)!r}: {why(cause)}") from None
@@ -62,10 +65,10 @@ def atomic_open(path: str | Path, mode: str = "w", sync: bool = True, **kwargs: 
             pass
 
 
-def _os_error(error: BaseException | None) -> OSError | None:
-    """The OSError ``error`` is, or was raised while handling (a chain of at most 5)."""
+def _chained(error: BaseException | None, kind: type) -> Any:
+    """The ``kind`` exception ``error`` is, or was raised while handling (a chain of at most 5)."""
     for _ in range(5):
-        if error is None or isinstance(error, OSError):
+        if error is None or isinstance(error, kind):
             return error
         error = error.__cause__ or error.__context__
     return None
