@@ -323,7 +323,7 @@ def test_the_run_says_where_its_time_went(tmp_path):
     res = tunelab.tune({"base": {"epochs": 3, "sleep": 0.02}, "space": {"x": {"uniform": [0.0, 1.0]}}}, trials=4,
                        storage=_storage(tmp_path), study="t", objective=objectives.quadratic, seed=0)
     split, timing = res.progress.split(), res.progress.timing
-    assert set(split) == {"ask", "storage", "driver", "executor"} and min(split.values()) >= 0
+    assert set(split) == {"ask", "storage", "pruner", "driver", "executor"} and min(split.values()) >= 0
     assert sum(split.values()) == pytest.approx(timing["wall"], rel=1e-6)
     assert split["ask"] > 0 and split["storage"] > 0
     assert split["executor"] >= 4 * 3 * 0.02  # the objective's sleeps are the executor's time

@@ -95,7 +95,9 @@ def list_command(storage: Optional[str] = typer.Option(None, "--storage", metava
 def show_command(name: str = typer.Argument(..., metavar="NAME", help="Study name."),
                  storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help=STORAGE_HELP),
                  top: int = typer.Option(10, "--top", metavar="N", help="Rows of the leaderboard.")) -> None:
-    """Counts by state, the leaderboard, coarse-to-fine rounds and failure reasons."""
+    """Counts by state, the leaderboard, coarse-to-fine rounds, failure reasons and the last run's
+    profile (where its wall time went)."""
+    from tunelab.search.profile import profile_lines
     from tunelab.search.results import counts, leaderboard, load_study
     from tunelab.search.coarse_to_fine import stored_rounds
     from tunelab.search.tune import DEFAULT_STORAGE
@@ -118,6 +120,14 @@ def show_command(name: str = typer.Argument(..., metavar="NAME", help="Study nam
                 console.print(f"trial #{t.number} interrupted ({reason}); its parameters run again", highlight=False)
             else:
                 console.print(f"trial #{t.number} failed: {reason}", highlight=False)
+    profile = study.user_attrs.get("profile")
+    if isinstance(profile, dict):
+        try:
+            lines = profile_lines(profile)
+        except (KeyError, TypeError, ValueError):  # written by another version: not shown
+            lines = []
+        for line in lines:
+            console.print(line.replace("profile:", "last run's profile:", 1), highlight=False, soft_wrap=True)
 
 
 @app.command("export")

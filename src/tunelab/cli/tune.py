@@ -171,6 +171,9 @@ def tune_command(
                                        "(default runs/<study>)."),
     trial_folders: Optional[Path] = typer.Option(None, "--trial-folders", metavar="DIR", help="Give every trial a live run folder "
                                                  "DIR/<study>/trial-NNNN that tunelab control and tunelab runs reach."),
+    profile: bool = typer.Option(False, "--profile", help="At the end, print where the wall time went (training, "
+                                 "evaluation, data, worker start, sampler, storage, pruner, idle workers); every "
+                                 "run stores it in the study either way (`tunelab studies show`)."),
 ) -> None:
     """Search hyperparameters over real training runs; keeps every trial in storage.
 
@@ -222,8 +225,10 @@ def tune_command(
             said = "interrupted: finished trials are stored; run the same command again to continue"
         console.print(said, highlight=False, soft_wrap=True)
         raise typer.Exit(130)
+    searched = time.perf_counter()
     _show_results(res, console, live=live, started=started, timeout=timeout)
     if res.best_config is None:
+        _profile(res, searched, console, profile)
         console.print("no trial completed; see `tunelab studies show` for the failure reasons")
         raise typer.Exit(1)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,10 +241,24 @@ def tune_command(
     write_text(best, f"# best trial #{res.best_number} of study {res.study.study_name}: "
                     f"{res.study.user_attrs.get('objective', 'value')} = {res.best_value:.6g}\n" + note
                     + yaml.safe_dump(res.best_config, sort_keys=False))
+    _profile(res, searched, console, profile)
     console.print(f"best {res.best_value:.4f} (trial #{res.best_number}); config written to {best}; "
                   f"train it with: tunelab train {best}"
                   + (f" (its starting values: it copied {len(copies)} time(s) while it trained; the schedule "
                      f"is in {best} and the report's lineage)" if copies else ""), highlight=False, soft_wrap=True)
+
+
+def _profile(res, searched: float, console, show: bool) -> None:
+    """Add the seconds spent after the search (leaderboard, best.yaml) to the stored profile;
+    print it when asked."""
+    from tunelab.search.profile import profile_lines
+    from tunelab.search.tune import store_profile
+
+    res.profile["report_s"] = time.perf_counter() - searched
+    store_profile(res.study, res.profile)
+    if show:
+        for line in profile_lines(res.profile):
+            console.print(line, highlight=False, soft_wrap=True)
 
 
 def _pbt_copies(res) -> list:

@@ -57,8 +57,10 @@ def available_cores() -> int:
 
 
 # ---------------------------------------------------------------------------- worker side
-def _worker_main(conn: Connection, threads: int) -> None:
-    """Body of a worker process. Never prints; every trial ends in exactly one final event."""
+def _worker_main(conn: Connection, threads: int, spawned: float = 0.0) -> None:
+    """Body of a worker process. Never prints; every trial ends in exactly one final event.
+    ``spawned``: the driver's ``time.time()`` when it started the process (the ready message says
+    how long the start took: the interpreter, torch, tunelab)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     import torch
 
@@ -66,7 +68,7 @@ def _worker_main(conn: Connection, threads: int) -> None:
 
     set_threads(threads, as_default=True)  # this worker's share is what training.threads null means here
     try:
-        conn.send(("ready", torch.get_num_threads()))
+        conn.send(("ready", (torch.get_num_threads(), max(time.time() - spawned, 0.0) if spawned else 0.0)))
         while (msg := conn.recv()) is not None:  # None: the driver asks us to exit
             number, payload = msg
             set_threads(threads)  # the worker's share again: the last trial's training.threads may differ
@@ -146,6 +148,7 @@ class ProcessExecutor:
         self._since: dict[int, float] = {}  # slot -> when its trial was handed over (monotonic)
         self._kept = False  # workers outlive run() only when started explicitly
         self._startup_deaths = 0
+        self.timing: dict[str, float] = {}  # process_start: seconds workers took to get ready, summed
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -292,6 +295,7 @@ class ProcessExecutor:
         kind, body = msg
         if kind == "ready":
             w.ready, self._startup_deaths = True, 0
+            self.timing["process_start"] = self.timing.get("process_start", 0.0) + body[1]
         elif kind == "epoch":
             prune = on_event(body) == "prune"
             try:
@@ -326,7 +330,7 @@ class ProcessExecutor:
     # ------------------------------------------------------------------ processes
     def _spawn(self, i: int) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=_worker_main, args=(child, self.threads),
+        proc = self._ctx.Process(target=_worker_main, args=(child, self.threads, time.time()),
                                  name=f"tunelab-worker-{i}")
         proc.start()
         child.close()  # the worker holds its own end; ours must go so EOF shows when it dies

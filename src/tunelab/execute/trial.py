@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from tunelab.errors import TunelabError
 from tunelab.execute.base import Event, TrialSpec, interrupted_write
+from tunelab.timing import Stopwatch, merged
 
 __all__ = ["execute_trial", "final_event", "Reporter", "TrialPruned", "load_cached"]
 
@@ -55,7 +56,11 @@ def _train(spec: TrialSpec, report: Report) -> Event:
     from tunelab.trainer.tensorboard import open_log
 
     cfg = from_dict(spec.config)
-    run = prepare(cfg, cache=True)  # threads (training.threads), data once per process, seeds, model
+    watch = Stopwatch()
+    with watch.part("data"):  # loaded once per process: later trials find it cached
+        load_cached(cfg)
+    with watch.part("model"):
+        run = prepare(cfg, cache=True)  # threads (training.threads), the cached data, seeds, model
     data, model = run.data, run.model
     pruned = {"step": 0}
 
@@ -76,7 +81,9 @@ def _train(spec: TrialSpec, report: Report) -> Event:
         if tb is not None:
             tb.close(result)
     if folder is not None:
-        _finish_folder(folder, cfg, result, spec)
+        with watch.part("folder"):
+            _finish_folder(folder, cfg, result, spec)
+    result.timing = merged(watch.seconds, result.timing)
     return final_event(spec, result, pruned["step"])
 
 
@@ -84,6 +91,8 @@ def final_event(spec: TrialSpec, result, pruned_step: int = 0) -> Event:
     """The final Event of a trained trial from its RunResult: pruned (``pruned_step``: the epoch
     the driver's decision stopped it at; or stopped by the user), failed (diverged) or done."""
     metrics = {**result.summary(), "history": result.history}
+    if getattr(result, "timing", None):  # seconds of the trial's parts, for the study's profile
+        metrics["timing"] = {k: round(v, 4) for k, v in result.timing.items()}
     lineage = [e for e in getattr(result, "events", []) if e.get("kind") == "pbt"]
     if lineage:  # population-based training: what the member copied, when, and its new values
         metrics["pbt"] = lineage

@@ -248,12 +248,14 @@ def cnn(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.
     return nn.Sequential(OrderedDict(layers))
 
 
-def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int,
+                init: bool = True) -> nn.Module:
     """Build model ``cfg.name`` for inputs of ``input_shape`` (no batch dim), then initialize.
 
     Every Linear/Conv weight (the output layer included) gets ``cfg.init`` with
     ``cfg.init_std``; biases are zero (``torch_default``: all as torch drew them). Seed
-    torch beforehand for reproducible weights.
+    torch beforehand for reproducible weights. ``init=False`` skips it: shapes only, for a model
+    built on the meta device to be measured (initializing there first imports a second of torch).
 
     Example:
         >>> import torch
@@ -262,4 +264,4 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
         torch.Size([2, 10])
     """
     model = MODELS.get(cfg.name)(cfg, tuple(input_shape), num_classes)
-    return init_model(model, cfg.init, cfg.init_std)
+    return init_model(model, cfg.init, cfg.init_std) if init else model

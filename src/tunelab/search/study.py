@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, ContextManager, Iterator, Optional
 
 import optuna
 from optuna.trial import TrialState
@@ -32,6 +31,7 @@ from tunelab.execute.base import Decision, Event, Executor, TrialSpec, interrupt
 from tunelab.search.space import SearchSpace
 from tunelab.search.drivers import Heartbeat, ask_lock, counts, driver_alive, new_driver_id
 from tunelab.search.storage import queue_by_state, write_trial
+from tunelab.timing import Stopwatch, merged
 
 __all__ = ["StudyDriver", "Progress", "TrialOutcome", "versions", "finished_count", "recover_stale",
            "tensorboard_root", "TENSORBOARD_ROOT"]
@@ -115,6 +115,12 @@ class Progress:
     # display), of which ``ask`` (the sampler, through storage) and ``storage`` (writes and reads);
     # ``wall`` when the run ended; see ``split()``
     timing: dict = field(default_factory=dict)
+    # what the trials of this run did, summed over trials (seconds; tunelab.search.profile): their
+    # parts as the workers timed them (data, model, train, eval, callback, folder, finish), ``trials``
+    # (each from hand-over to final event, as the driver saw it), ``epochs`` (epochs trained)
+    work: dict = field(default_factory=dict)
+    workers: int = 1  # trials the executor ran at once
+    executor: dict = field(default_factory=dict)  # the executor's own timing (process_start: seconds)
 
     @property
     def finished(self) -> int:
@@ -132,13 +138,14 @@ class Progress:
         Example:
             >>> p = Progress(1, timing={"wall": 10.0, "in_driver": 3.0, "ask": 1.0, "storage": 1.5})
             >>> p.split()
-            {'ask': 1.0, 'storage': 1.5, 'driver': 0.5, 'executor': 7.0}
+            {'ask': 1.0, 'storage': 1.5, 'pruner': 0.0, 'driver': 0.5, 'executor': 7.0}
         """
         t = self.timing
         wall = t.get("wall", time.perf_counter() - self.started)
-        ask, storage, inside = t.get("ask", 0.0), t.get("storage", 0.0), t.get("in_driver", 0.0)
-        return {"ask": ask, "storage": storage, "driver": max(inside - ask - storage, 0.0),
-                "executor": max(wall - inside, 0.0)}
+        ask, storage, pruner = t.get("ask", 0.0), t.get("storage", 0.0), t.get("pruner", 0.0)
+        inside = t.get("in_driver", 0.0)
+        return {"ask": ask, "storage": storage, "pruner": pruner,
+                "driver": max(inside - ask - storage - pruner, 0.0), "executor": max(wall - inside, 0.0)}
 
     def eta(self, finished_this_run: Optional[int] = None) -> Optional[float]:
         """Seconds left, from this run's mean time per finished trial."""
@@ -280,15 +287,9 @@ class StudyDriver:
         return TrialOutcome(number, state, value, self.values.pop(number, {}), round(seconds, 3), epoch,
                             reason.splitlines()[0] if reason else "", extra or {})
 
-    @contextmanager
-    def timed(self, key: str) -> Iterator[None]:
+    def timed(self, key: str) -> ContextManager[None]:
         """Add the seconds of the block to ``progress.timing[key]``."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            timing = self.progress.timing
-            timing[key] = timing.get(key, 0.0) + time.perf_counter() - t0
+        return Stopwatch(self.progress.timing).part(key)
 
     # ------------------------------------------------------------------ asking
     def specs(self) -> Iterator[TrialSpec]:
@@ -390,7 +391,7 @@ class StudyDriver:
                 # the trial has trained all its epochs: pruning now saves nothing and would only
                 # throw its result away (an ASHA rung can fall on the last epoch)
                 return "continue"
-            with self.timed("storage"):  # a pruner reads the other trials from storage
+            with self.timed("pruner"):  # it reads the other trials from storage
                 prune = trial.should_prune()
             return "prune" if prune else "continue"
         self._finish(trial, ev)
@@ -425,8 +426,10 @@ class StudyDriver:
             self._notify("running")
             return
         history = ev.metrics.get("history", self.history.get(ev.number, []))
-        attrs = {"history": json.loads(json.dumps(history, default=float)),
-                 "duration_s": round(time.perf_counter() - self.t0[ev.number], 3)}
+        seconds = time.perf_counter() - self.t0[ev.number]
+        attrs = {"history": json.loads(json.dumps(history, default=float)), "duration_s": round(seconds, 3)}
+        self.progress.work = merged(self.progress.work, ev.metrics.get("timing") or {},
+                                    {"trials": seconds, "epochs": len(history)})
         summary = {k: v for k, v in ev.metrics.items() if k != "history"}
         if summary:
             attrs["result"] = json.loads(json.dumps(summary, default=str))
@@ -473,9 +476,11 @@ class StudyDriver:
         self.deadline = None if self.timeout is None else self.progress.started + self.timeout
         self._notify("start")
         heart = Heartbeat(self.study, self.driver_id)
+        self.progress.workers = max(1, getattr(executor, "workers", 1) or 1)
         try:
             executor.run(self.specs(), self.on_event)
             self.progress.timing["wall"] = time.perf_counter() - self.progress.started
+            self.progress.executor = dict(getattr(executor, "timing", {}))
         except KeyboardInterrupt:
             heart.stop()
             self._interrupted()

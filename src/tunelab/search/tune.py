@@ -30,6 +30,7 @@ from tunelab.search.coarse_to_fine import auto_round_size
 from tunelab.search.drivers import create_study
 from tunelab.search.pruners import make_pruner
 from tunelab.search.samplers import grid_size, make_sampler
+from tunelab.search.profile import study_profile
 from tunelab.search.space import SearchSpace
 from tunelab.search.storage import StorageLike, delete_studies, resolve_storage, storage_errors
 from tunelab.search.study import Progress, StudyDriver, recover_stale
@@ -60,6 +61,7 @@ class TuneResult:
     progress: Optional[Progress] = None
     storage: str = ""
     progresses: list[Progress] = field(default_factory=list)
+    profile: dict = field(default_factory=dict)  # where the wall time went (tunelab.search.profile)
 
 
 def load_space(space: Union[str, Path, dict, SearchSpace], custom: bool = False) -> SearchSpace:
@@ -349,7 +351,18 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
         result = TuneResult(st, value, fixed, config, number, studies, progress, where, progresses)
         if progress.stopped_early:  # a later stage would start from an unfinished one
             break
+    result.profile = study_profile(progresses)
+    store_profile(result.study, result.profile)
     return result
+
+
+def store_profile(study: optuna.Study, profile: dict) -> None:
+    """Keep the run's profile with the study (user attribute ``profile``), rounded to ms."""
+    def rounded(v: Any) -> Any:
+        return {k: rounded(x) for k, x in v.items()} if isinstance(v, dict) else (
+            round(v, 3) if isinstance(v, float) else v)
+
+    study.set_user_attr("profile", rounded(profile))
 
 
 def _pbt_setup(space, objective, overrides, trials: int, workers: int, executor: str,

@@ -34,6 +34,7 @@ from tunelab.config import RunConfig, to_dict
 from tunelab.data.augment import augment_batch, check_augment
 from tunelab.data.bundle import DataBundle
 from tunelab.optim import LrSchedule, build_optimizer
+from tunelab.timing import Stopwatch
 from tunelab.trainer.control import Control, apply_command
 from tunelab.trainer.live import LiveFolder
 from tunelab.trainer.policy import diverged_loss, early_stopping_on, epoch_end, keep_best
@@ -79,6 +80,10 @@ class RunResult:
     run_dir: Any = None
     events: list = field(default_factory=list)  # interventions and lineage, in order
     num_classes: Optional[int] = None  # of the data (chance accuracy is 1 / num_classes)
+    # wall seconds of fit's parts: train, eval (validation and the train-eval subset), callback
+    # (the caller's on_epoch: a search trial waits there for the driver's prune answer), folder
+    # (checkpoints, history, status) and finish (restoring the best weights, the test set)
+    timing: dict = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready fields (NaN becomes None)."""
@@ -381,18 +386,21 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
     if folder is not None:
         folder.set_status("running", epoch=live.state.epoch, step=live.state.step)
     trained: Optional[tuple] = ()
+    watch = Stopwatch()
     try:
         while live.state.epoch < tc.epochs:
             epoch, t0 = live.state.epoch, time.perf_counter()
             # ---- train, then evaluate on validation
-            trained = _train_epoch(live, on_batch)
+            with watch.part("train"):
+                trained = _train_epoch(live, on_batch)
             if trained is None:  # stopped by a command between two steps
                 status, message = "stopped", live.stop_message
                 break
             train_loss, train_acc = trained
             lr = live.state.epoch_lr
-            fit_loss, fit_acc = evaluate(model, x_fit, y_fit, tc.eval_batch_size)
-            val_loss, val_acc = evaluate(model, data.x_val, data.y_val, tc.eval_batch_size)
+            with watch.part("eval"):
+                fit_loss, fit_acc = evaluate(model, x_fit, y_fit, tc.eval_batch_size)
+                val_loss, val_acc = evaluate(model, data.x_val, data.y_val, tc.eval_batch_size)
             metrics = dict(epoch=epoch + 1, steps=epoch * live.steps + _epoch_steps(live),
                            train_loss=train_loss, train_accuracy=train_acc,
                            train_eval_loss=fit_loss, train_eval_accuracy=fit_acc,
@@ -401,7 +409,8 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
             # ---- the caller's answer, then the pure epoch-end policy
             finite = diverged_loss(metrics) is None
             event = EpochEvent(epoch + 1, tc.epochs, metrics, _grad_norms(model), live.lr(live.steps - 1) if finite else lr)
-            answer = on_epoch(event) if on_epoch and finite else None
+            with watch.part("callback"):
+                answer = on_epoch(event) if on_epoch and finite else None
             live.state, action = epoch_end(live.state, metrics, cfg, answer)
             if keep_best(live.state, cfg, action):
                 live.best_weights = copy.deepcopy(model.state_dict())
@@ -410,9 +419,10 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
             if folder is not None and action.stop != "diverged":
                 every = tc.checkpoint.every
                 on_schedule = every > 0 and live.state.epoch % every == 0
-                if on_schedule or action.best or action.stop or live.state.epoch == tc.epochs:
-                    live.checkpoint(epoch_file=on_schedule, best=action.best)
-                folder.epoch_done(live.state.history, live.state.events, _best_val(live.state.history))
+                with watch.part("folder"):
+                    if on_schedule or action.best or action.stop or live.state.epoch == tc.epochs:
+                        live.checkpoint(epoch_file=on_schedule, best=action.best)
+                    folder.epoch_done(live.state.history, live.state.events, _best_val(live.state.history))
             if action.stop:
                 status, message = action.stop, action.message
                 break
@@ -421,9 +431,11 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
     if status == "stopped" and trained is None and folder is not None:
         live.checkpoint()  # mid-epoch: resume continues at the next step
     best_weights = live.best_weights if early_stopping_on(live.state, cfg) else None  # switched off: none
-    result = finish_run(cfg, data, model, list(live.state.history), live.state.early, best_weights,
-                     status, message, time.perf_counter() - start, test)
+    with watch.part("finish"):
+        result = finish_run(cfg, data, model, list(live.state.history), live.state.early, best_weights,
+                            status, message, time.perf_counter() - start, test)
     result.events, result.num_classes = list(live.state.events), data.num_classes
+    result.timing = watch.seconds
     return result
 
 

@@ -214,7 +214,7 @@ def model_size(cfg: RunConfig, input_shape: tuple, num_classes: int) -> int:
     from tunelab.nn import build_model
 
     with torch.device("meta"):
-        model = build_model(cfg.model, tuple(input_shape), num_classes)
+        model = build_model(cfg.model, tuple(input_shape), num_classes, init=False)
     return sum(p.numel() for p in model.parameters())
 
 
@@ -243,7 +243,7 @@ def memory_estimate(cfg: RunConfig, input_shape: tuple, num_classes: int) -> Opt
 
     try:
         with torch.device("meta"):
-            model = build_model(cfg.model, tuple(input_shape), num_classes)
+            model = build_model(cfg.model, tuple(input_shape), num_classes, init=False)
             hooks = [m.register_forward_hook(count) for m in model.modules()]
             model.train()
             model(torch.empty((cfg.training.batch_size, *input_shape)))

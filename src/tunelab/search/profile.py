@@ -1,0 +1,83 @@
+"""A study's wall time, broken down: what the workers did with their time and what the driver did.
+
+From the driver's own timing records (``Progress``: its sampler, storage and pruner calls, each
+trial's parts as its worker timed them, the executor's process starts). Two views of one run:
+
+- **workers** — the worker-seconds (``workers x wall``) the run had: training, evaluation, waiting
+  for the driver's answer after each epoch (``decision``), loading data, building the model, the run
+  folder, the last evaluation (``finish``), starting worker processes, hand-over and messages
+  (``handoff``: a trial's time as the driver saw it, less its parts and its worker's start), and ``idle`` (a worker with no
+  trial: the driver was asking, writing, or no trial was left for it). They add up to
+  ``workers x wall``.
+- **driver** — the driver's own wall seconds: ``ask`` (the sampler), ``storage``, ``pruner``,
+  ``driver`` (the rest of its bookkeeping) and ``waiting`` (for the workers).
+
+``tunelab tune --profile`` prints it and every tune stores it in the study (user attribute
+``profile``).
+
+Example:
+    >>> from tunelab.search.study import Progress
+    >>> p = Progress(2, workers=2, timing={"wall": 10.0, "in_driver": 1.0, "ask": 0.5},
+    ...              work={"train": 12.0, "eval": 3.0, "trials": 18.0, "epochs": 8})
+    >>> prof = study_profile([p])
+    >>> prof["workers"]["train"], prof["workers"]["handoff"], prof["workers"]["idle"]
+    (12.0, 3.0, 2.0)
+    >>> round(sum(prof["workers"].values()), 6) == prof["worker_seconds"]
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from tunelab.timing import merged
+
+__all__ = ["study_profile", "profile_lines", "WORKER_PARTS"]
+
+# the parts a trial's worker times (tunelab.execute.trial, tunelab.trainer.fit), in display order
+WORKER_PARTS = {"train": "training", "eval": "evaluation (validation, train-eval subset)",
+                "callback": "waiting for the driver's answer after each epoch", "data": "loading data",
+                "model": "building the model", "folder": "run folders", "finish": "last evaluation (test)"}
+
+
+def study_profile(progresses: Sequence[Any]) -> dict[str, Any]:
+    """The breakdown of one tune run (all its stages' ``Progress`` records), JSON-ready."""
+    wall = sum(p.timing.get("wall", 0.0) for p in progresses)
+    capacity = sum(p.timing.get("wall", 0.0) * p.workers for p in progresses)
+    work = merged(*(p.work for p in progresses))
+    starts = sum(p.executor.get("process_start", 0.0) for p in progresses)
+    parts = {k: work.get(k, 0.0) for k in WORKER_PARTS}
+    busy = work.get("trials", 0.0)
+    # a worker starts while its first trial waits for it: the trials' time their parts leave
+    # unexplained is its start, then hand-over (a start begun before the run counts only here)
+    unexplained = max(busy - sum(parts.values()), 0.0)
+    started = min(starts, unexplained)
+    workers = {**parts, "process_start": started, "handoff": unexplained - started,
+               "idle": max(capacity - busy, 0.0)}
+    split = merged(*(p.split() for p in progresses))
+    driver = {k: split[k] for k in ("ask", "storage", "pruner", "driver")}
+    driver["waiting"] = split["executor"]
+    return {"wall_s": wall, "workers_at_once": max((p.workers for p in progresses), default=1),
+            "worker_seconds": sum(workers.values()), "epochs": int(work.get("epochs", 0)),
+            "trials": sum(p.finished_this_run for p in progresses),
+            "workers": workers, "driver": driver}
+
+
+def profile_lines(profile: dict[str, Any]) -> list[str]:
+    """The profile as text lines (seconds and shares), for the end of ``tunelab tune --profile``."""
+    total = profile["worker_seconds"] or 1.0
+    wall = profile["wall_s"] or 1.0
+    names = {**WORKER_PARTS, "process_start": "starting worker processes",
+             "handoff": "hand-over and messages", "idle": "idle (no trial to run)"}
+    out = [f"profile: {profile['wall_s']:.1f} s wall, {profile['workers_at_once']} worker(s) = "
+           f"{profile['worker_seconds']:.1f} worker-seconds; {profile['trials']} trials, "
+           f"{profile['epochs']} epochs trained",
+           "  where the workers' time went:"]
+    out += [f"    {names[k]:<52}{v:>9.2f} s {100 * v / total:>5.1f}%" for k, v in profile["workers"].items()]
+    out.append("  the driver's wall time:")
+    labels = {"ask": "sampler (ask)", "storage": "storage", "pruner": "pruner", "driver": "bookkeeping, display",
+              "waiting": "waiting for the workers"}
+    out += [f"    {labels[k]:<52}{v:>9.2f} s {100 * v / wall:>5.1f}%" for k, v in profile["driver"].items()]
+    if "report_s" in profile:
+        out.append(f"  after the search: leaderboard and best.yaml {profile['report_s']:.2f} s")
+    return out
