@@ -14,7 +14,10 @@ segfault, ``os._exit``) turns its trial into a failed event and is replaced.
 Processes split the cores: each worker sets ``torch.set_num_threads`` to its share of the
 cores (the cores other work leaves free, ``auto_threads``, divided by ``workers``, at least 1).
 Two workers that each use every core fight over them, and small models often train several
-times faster with one thread per process.
+times faster with one thread per process. Once no trial is left to start, a worker's idle cores go
+to the trials still running: the answer to each epoch carries the thread count the trial trains
+its next epoch with (the free cores measured at the start, split among the running trials), unless
+its config sets ``training.threads``.
 
 Example:
     >>> from tunelab.execute.base import TrialSpec
@@ -93,16 +96,23 @@ def _worker_main(conn: Connection, threads: int, spawned: float = 0.0) -> None:
 
 def _run_one(conn: Connection, number: int, payload: bytes) -> Event:
     from tunelab.execute.trial import execute_trial
+    from tunelab.trainer.prepare import set_threads
+
+    fixed = {"threads": True}
 
     def report(step: int, value: float, metrics: dict) -> bool:
         try:
             conn.send(("epoch", Event(number, "epoch", step, value, metrics)))
-            return bool(conn.recv())
+            prune, threads = conn.recv()  # the decision, and the threads to train on with
         except (EOFError, OSError):  # the driver is gone: nobody waits for this trial
             os._exit(0)
+        if not fixed["threads"]:
+            set_threads(threads)
+        return bool(prune)
 
     try:
         spec: TrialSpec = pickle.loads(payload)
+        fixed["threads"] = (spec.config.get("training") or {}).get("threads") is not None
         return execute_trial(spec, report)
     except BaseException as e:  # should not happen (execute_trial catches), but never escape
         return Event(number, "failed", error=f"{type(e).__name__} in worker process: {e}")
@@ -141,7 +151,11 @@ class ProcessExecutor:
             from tunelab.trainer.prepare import auto_threads, machine_load, usable_cores
 
             threads_per_worker = auto_threads(usable_cores(), machine_load(), workers)
+            self._lend: Optional[int] = None  # measured when no trial is left to start
+        else:
+            self._lend = threads_per_worker * workers  # the user's numbers: all of them
         self.threads = threads_per_worker
+        self._more, self._budget = True, threads_per_worker  # trials are left to start; threads to lend
         self._ctx = mp.get_context(start_method)
         self._slots: list[Optional[_Worker]] = [None] * workers
         self._flight: dict[int, int] = {}  # slot -> number of the trial it runs
@@ -203,6 +217,7 @@ class ProcessExecutor:
     def run(self, trials: Iterable[TrialSpec], on_event: Callable[[Event], Decision]) -> None:
         """Run ``trials`` (pulled lazily, at most ``workers`` in flight), streaming events."""
         it, more = iter(trials), True
+        self._more = True
         self._flight.clear()
         owned = not self._kept
         try:
@@ -213,7 +228,8 @@ class ProcessExecutor:
                 while more and (slot := self._idle_slot()) is not None:
                     spec = next(it, _NO_MORE)
                     if spec is _NO_MORE:
-                        more = False
+                        more = self._more = False
+                        self._budget = self._lend if self._lend is not None else self._free_now()
                     else:
                         self._dispatch(slot, spec, on_event)
                 if not self._flight:
@@ -299,12 +315,26 @@ class ProcessExecutor:
         elif kind == "epoch":
             prune = on_event(body) == "prune"
             try:
-                w.conn.send(prune)
+                w.conn.send((prune, self._share()))
             except OSError:  # it died after reporting; its sentinel tells us next
                 pass
         else:  # final: done, pruned or failed
             on_event(body)
             self._flight.pop(i, None)
+
+    def _share(self) -> int:
+        """Threads for a running trial's next epoch: its worker's share while trials are left to
+        start, then the budget split among the trials still running."""
+        if self._more:
+            return self.threads
+        return max(self.threads, self._budget // max(len(self._flight), 1))
+
+    def _free_now(self) -> int:
+        """Threads the running trials may share: the workers' threads, or fewer when other work
+        keeps cores busy now (one thread too many on a busy core costs far more than it gains)."""
+        from tunelab.trainer.prepare import free_cores
+
+        return min(self.threads * self.workers, free_cores(self.pids()))
 
     def _on_death(self, i: int, on_event: Callable[[Event], Decision], respawn: bool) -> None:
         w = self._slots[i]

@@ -24,7 +24,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -32,7 +32,7 @@ from tunelab.config import RunConfig
 from tunelab.errors import ConfigError
 
 __all__ = ["Run", "prepare", "new_model", "set_threads", "auto_threads", "usable_cores", "machine_load",
-           "resolve_device", "load_run_data"]
+           "free_cores", "resolve_device", "load_run_data"]
 
 _DATA_CACHE: dict[tuple, Any] = {}
 _TORCH_DEFAULT = torch.get_num_threads()  # torch's own choice (OMP_NUM_THREADS, cores) before we change it
@@ -138,15 +138,42 @@ def _own_load() -> float:
     return _OWN["avg"]
 
 
-def _busy_elsewhere(window: float) -> Optional[float]:
-    """Cores busy with other processes' work during ``window`` seconds; None off Linux."""
+def _busy_elsewhere(window: float, ours: Sequence[int] = ()) -> Optional[float]:
+    """Cores busy with other processes' work during ``window`` seconds (not this process's, nor
+    that of the processes ``ours``: its workers); None off Linux."""
     try:
-        busy0, own0, t0 = _busy_cpu_seconds(), time.process_time(), time.monotonic()
+        busy0, own0, t0 = _busy_cpu_seconds(), time.process_time() + _cpu_of(ours), time.monotonic()
         time.sleep(window)
-        busy1, own1, t1 = _busy_cpu_seconds(), time.process_time(), time.monotonic()
+        busy1, own1, t1 = _busy_cpu_seconds(), time.process_time() + _cpu_of(ours), time.monotonic()
     except (OSError, ValueError, IndexError):
         return None
     return max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0)
+
+
+def free_cores(ours: Sequence[int] = ()) -> int:
+    """Usable cores that no other process keeps busy now (measured over 0.1 s; the processes
+    ``ours`` count as free), at least 1. A moment's reading, for a decision taken now (a process
+    executor lending an idle worker's cores): the load average would still count work that ended.
+
+    Example:
+        >>> 1 <= free_cores() <= usable_cores()
+        True
+    """
+    busy = _busy_elsewhere(_LOAD_WINDOW_S, ours)
+    return auto_threads(usable_cores(), busy if busy is not None else machine_load())
+
+
+def _cpu_of(pids: Sequence[int]) -> float:
+    """CPU seconds the live processes ``pids`` have used (Linux /proc; a gone one counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _busy_cpu_seconds() -> float:
