@@ -193,3 +193,30 @@ def test_a_model_too_big_for_the_free_memory_is_refused_before_anything_is_alloc
     assert need > 4 * 4 * params
     monkeypatch.setenv("TUNELAB_SKIP_MEMORY_CHECK", "1")
     prepare.check_memory(from_dict(big), (1, 8, 8), 10, __import__("torch").device("cpu"))  # told to try: no error
+
+
+@pytest.mark.parametrize("model", [{"hidden": [4]}, {"hidden": [300, 7, 50], "norm": "batch", "dropout": 0.5},
+                                   {"hidden": [16, 16], "residual": True, "norm": "layer"}, {"hidden": []}])
+def test_the_quick_mlp_bound_is_never_below_the_measured_estimate(model):
+    from tunelab.trainer import prepare
+
+    cfg = from_dict({"model": model, "training": {"batch_size": 32}})
+    assert prepare._mlp_bound(cfg, (1, 8, 8), 10) >= prepare.memory_estimate(cfg, (1, 8, 8), 10)[1]
+
+
+def test_an_mlp_that_surely_fits_skips_the_meta_forward_and_a_huge_one_is_still_refused(monkeypatch):
+    import torch
+
+    from tunelab.trainer import prepare
+
+    cpu = torch.device("cpu")
+    calls = []
+    real = prepare.memory_estimate
+    monkeypatch.setattr(prepare, "memory_estimate", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(prepare, "available_memory", lambda device: 2**30)  # 1 GiB free
+    prepare.check_memory(from_dict({"model": {"hidden": [64]}}), (1, 8, 8), 10, cpu)
+    assert calls == []  # the bound said it fits: no forward on the meta device
+    huge = from_dict({"model": {"hidden": [40000, 40000]}})  # 1.6e9 parameters
+    with pytest.raises(ConfigError, match=r"^model.mlp with training.batch_size=\d+ needs about [\d.]+ GiB"):
+        prepare.check_memory(huge, (1, 8, 8), 10, cpu)
+    assert len(calls) == 1  # over the bound: measured, then refused

@@ -282,6 +282,29 @@ def memory_estimate(cfg: RunConfig, input_shape: tuple, num_classes: int) -> Opt
     return params, 4 * (4 * params + 2 * outputs[0])
 
 
+def _mlp_bound(cfg: RunConfig, input_shape: tuple, num_classes: int) -> Optional[int]:
+    """An upper bound of ``memory_estimate``'s bytes for an mlp, without running it: every leaf
+    module's output is at most as wide as the widest of the input, a hidden layer and the classes.
+    None for other models.
+
+    Example:
+        >>> from tunelab.config import from_dict
+        >>> cfg = from_dict({"model": {"hidden": [4]}, "training": {"batch_size": 8}})
+        >>> _mlp_bound(cfg, (64,), 10) >= memory_estimate(cfg, (64,), 10)[1]
+        True
+    """
+    from tunelab.nn import build_model
+
+    if cfg.model.name != "mlp":
+        return None
+    with torch.device("meta"):
+        model = build_model(cfg.model, tuple(input_shape), num_classes, init=False)
+    params = sum(p.numel() for p in model.parameters())
+    leaves = sum(1 for m in model.modules() if not list(m.children()))
+    widest = max([math.prod(input_shape), num_classes, *cfg.model.hidden])
+    return 4 * (4 * params + 2 * leaves * widest * cfg.training.batch_size)
+
+
 def available_memory(device: torch.device) -> Optional[int]:
     """Bytes free on ``device``: CUDA's free memory, else the machine's MemAvailable (None: unknown)."""
     if device.type == "cuda":
@@ -301,8 +324,12 @@ def check_memory(cfg: RunConfig, input_shape: tuple, num_classes: int, device: t
     ``device`` (the estimate above 90% of it), before anything is allocated."""
     if os.environ.get(SKIP_MEMORY_CHECK):
         return
-    estimate, free = memory_estimate(cfg, input_shape, num_classes), available_memory(device)
-    if estimate is None or free is None or estimate[1] <= 0.9 * free:
+    free = available_memory(device)
+    bound = _mlp_bound(cfg, input_shape, num_classes)
+    if free is None or (bound is not None and bound <= 0.9 * free):
+        return  # fits for sure: no forward on the meta device (its first use imports a second of torch)
+    estimate = memory_estimate(cfg, input_shape, num_classes)
+    if estimate is None or estimate[1] <= 0.9 * free:
         return
     params, need = estimate
     raise ConfigError(f"model.{cfg.model.name} with training.batch_size={cfg.training.batch_size} needs about "
