@@ -53,7 +53,11 @@ def train(config: ConfigLike = None, overrides: Sequence[str] = (), *, out: str 
     cfg = as_config(config, overrides)
     if save and out is not None:
         check_writable(out, "out")  # before the work, not after it
-    run = prepare(cfg, model=model)
+    try:
+        run = prepare(cfg, model=model)
+    except KeyboardInterrupt:  # the CLI says what was lost: nothing yet
+        raise KeyboardInterrupt("while loading the data and building the model; nothing was trained or "
+                                "written") from None
     run_dir = None
     if save:
         run_dir = Path(out) if out is not None else default_run_dir("runs", cfg.data.name, cfg.model.name)

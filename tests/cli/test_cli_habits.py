@@ -301,3 +301,17 @@ def test_every_command_help_shows_plain_metavars_only(capsys, monkeypatch):
             for label in ("<list[", "TEXT", "INTEGER", "FLOAT", "PATH", "<path>", "<str>", "<int>",
                           "<float>", "<bool>"):
                 assert label not in row, f"tunelab {' '.join(argv)} --help: {row.strip()}"
+
+
+def test_ctrl_c_while_the_data_loads_says_so_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    import tunelab.api
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tunelab.api, "prepare", interrupted)  # the Ctrl-C lands while the data loads
+    code, out, err = _run(capsys, "train", "--out", tmp_path / "run", *SMALL)
+    assert code == 130
+    assert err.strip() == ("interrupted while loading the data and building the model; nothing was trained "
+                           "or written")
+    assert not (tmp_path / "run").exists()

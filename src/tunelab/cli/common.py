@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
-__all__ = ["jsonable", "status_line", "make_console", "item_progress", "PIPE_WIDTH"]
+__all__ = ["jsonable", "status_line", "make_console", "item_progress", "say_interrupted", "PIPE_WIDTH"]
 
 # Width of output that is not a terminal. rich falls back to 80 columns there, wraps tables to
 # fit and splits numbers across lines ("0.0031" / "3"); a log file or a pipe has no width to
@@ -177,3 +178,9 @@ def ray_options(address: Optional[str], trial_cpus: Optional[float], trial_gpus:
     """
     given = {"address": address, "trial_cpus": trial_cpus, "trial_gpus": trial_gpus, "max_retries": max_retries}
     return {k: v for k, v in given.items() if v is not None} or None
+
+
+def say_interrupted(e: KeyboardInterrupt) -> None:
+    """Print "interrupted" to stderr, and where when the interrupt says (``KeyboardInterrupt("while ...")``)."""
+    said = str(e)
+    print(said if said.startswith("interrupted") else f"interrupted {said}".strip(), file=sys.stderr)

@@ -242,8 +242,10 @@ def _dispatch(argv: Optional[list[str]]) -> int:
             traceback.print_exc()
         print(f"error: {line}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        from tunelab.cli.common import say_interrupted
+
+        say_interrupted(e)
         return 130
     return code if isinstance(code, int) else 0
 

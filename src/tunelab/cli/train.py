@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tunelab.cli.common import make_console
+from tunelab.cli.common import make_console, say_interrupted
 from tunelab.config import load_config
 from tunelab.errors import ConfigError
 
@@ -71,8 +71,12 @@ def train_command(
         console.print(f"note: {out} holds an earlier run; its files will be replaced", style="yellow",
                       highlight=False, soft_wrap=True)
     out = out if out is not None else default_run_dir("runs", cfg.data.name, cfg.model.name)
-    finish(run_live(cfg, out, lambda **hooks: train(cfg, out=out, **hooks), console, watch=watch), console,
-           folder_line=True)
+    try:
+        result = run_live(cfg, out, lambda **hooks: train(cfg, out=out, **hooks), console, watch=watch)
+    except KeyboardInterrupt as e:  # before training began (the trainer turns a later one into a status)
+        say_interrupted(e)
+        raise typer.Exit(130)
+    finish(result, console, folder_line=True)
 
 
 def check_misplaced_overrides(config: Optional[Path], set_: list[str]) -> None:
