@@ -29,6 +29,7 @@ def test_the_profile_arithmetic_on_made_up_records():
     d = prof["driver"]
     assert d == pytest.approx({"ask": 0.5, "storage": 1.0, "pruner": 0.25, "driver": 1.25, "waiting": 12.0})
     assert sum(d.values()) == pytest.approx(prof["wall_s"]) and prof["epochs"] == 15
+    assert prof["floor_s"] == pytest.approx((13.0 + 2.0) / 2)  # training and evaluation over the 2 workers
 
 
 def test_a_trial_reports_its_parts():
@@ -60,6 +61,7 @@ def test_cli_profile_is_printed_and_shown_again_by_studies_show(tmp_path, capsys
     assert main(["tune", "space.yaml", "--trials", "3", "--seed", "0", "--profile"]) == 0
     out = capsys.readouterr().out
     assert "where the workers' time went" in out and "training" in out and "sampler (ask)" in out
+    assert "compute floor (training and evaluation alone, over the workers)" in out
     assert "after the search: leaderboard and best.yaml" in out
     assert main(["studies", "show", "space"]) == 0
     out = capsys.readouterr().out

@@ -9,6 +9,8 @@ trial's parts as its worker timed them, the executor's process starts). Two view
   (``handoff``: a trial's time as the driver saw it, less its parts and its worker's start), and ``idle`` (a worker with no
   trial: the driver was asking, writing, or no trial was left for it). They add up to
   ``workers x wall``.
+- **floor** — training and evaluation alone, divided by the workers: the wall time the run would
+  take if nothing but its training work ran (``floor_s``; the wall time over it is the overhead).
 - **driver** — the driver's own wall seconds: ``ask`` (the sampler), ``storage``, ``pruner``,
   ``driver`` (the rest of its bookkeeping) and ``waiting`` (for the workers).
 
@@ -57,8 +59,10 @@ def study_profile(progresses: Sequence[Any]) -> dict[str, Any]:
     split = merged(*(p.split() for p in progresses))
     driver = {k: split[k] for k in ("ask", "storage", "pruner", "driver")}
     driver["waiting"] = split["executor"]
-    return {"wall_s": wall, "workers_at_once": max((p.workers for p in progresses), default=1),
-            "worker_seconds": sum(workers.values()), "epochs": int(work.get("epochs", 0)),
+    at_once = max((p.workers for p in progresses), default=1)
+    return {"wall_s": wall, "workers_at_once": at_once, "worker_seconds": sum(workers.values()),
+            # the training and evaluation alone, spread over the workers: the wall time with nothing else
+            "floor_s": (parts["train"] + parts["eval"]) / at_once, "epochs": int(work.get("epochs", 0)),
             "trials": sum(p.finished_this_run for p in progresses),
             "workers": workers, "driver": driver}
 
@@ -72,6 +76,8 @@ def profile_lines(profile: dict[str, Any]) -> list[str]:
     out = [f"profile: {profile['wall_s']:.1f} s wall, {profile['workers_at_once']} worker(s) = "
            f"{profile['worker_seconds']:.1f} worker-seconds; {profile['trials']} trials, "
            f"{profile['epochs']} epochs trained",
+           f"  compute floor (training and evaluation alone, over the workers): {profile['floor_s']:.1f} s; "
+           f"the wall time is {profile['wall_s'] / max(profile['floor_s'], 1e-9):.2f}x that",
            "  where the workers' time went:"]
     out += [f"    {names[k]:<52}{v:>9.2f} s {100 * v / total:>5.1f}%" for k, v in profile["workers"].items()]
     out.append("  the driver's wall time:")
