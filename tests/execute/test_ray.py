@@ -257,7 +257,7 @@ def test_ray_options_are_checked_in_one_line():
             tunelab.tune(SPACE, trials=1, executor="ray", ray=ray_opts)
     with pytest.raises(ConfigError, match=r"^--population-size=0 is out of range; allowed: a whole number >= 1"):
         tunelab.tune(SPACE, trials=1, executor="ray", population_size=0)
-    with pytest.raises(ConfigError, match=r"^--trial-timeout=-1 is out of range; allowed: seconds > 0"):
+    with pytest.raises(ConfigError, match=r"^--trial-timeout=-1 is out of range; allowed: a finite number of seconds > 0"):
         tunelab.tune(SPACE, trials=1, executor="ray", trial_timeout=-1)
     with pytest.raises(ConfigError, match="--address needs --executor ray"):
         tunelab.tune(SPACE, trials=1, ray={"address": "auto"})

@@ -108,7 +108,7 @@ def test_a_hung_worker_fails_its_trial_at_the_trial_timeout_and_the_study_goes_o
 def test_a_trial_timeout_needs_the_process_executor():
     with pytest.raises(ConfigError, match="--trial-timeout needs --executor processes or ray .*got --executor inline"):
         tunelab.tune(SPACE, trials=1, objective=objectives.quadratic, executor="inline", trial_timeout=5)
-    with pytest.raises(ConfigError, match=r"--trial-timeout=0 is out of range; allowed: seconds > 0"):
+    with pytest.raises(ConfigError, match=r"--trial-timeout=0 is out of range; allowed: a finite number of seconds > 0"):
         tunelab.tune(SPACE, trials=1, objective=objectives.quadratic, trial_timeout=0)
 
 

@@ -104,7 +104,10 @@ def test_delete_studies_names_the_known_ones_for_an_unknown_name(tmp_path):
 # ---------------------------------------------------------------- arguments, overrides
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(trials=0), r"^trials=0 is out of range; allowed: a whole number >= 1$"),
+    (dict(trials=0), r"^trials=0 is out of range; allowed: a whole number from 1 to 1000000$"),
+    (dict(trials=2**63), r"^trials=9223372036854775808 is out of range; allowed: a whole number from 1 to 1000000$"),
+    (dict(seed=-1), r"^seed=-1 is out of range; allowed: a whole number from 0 to 4294967295$"),
+    (dict(seed=2**32), r"^seed=4294967296 is out of range"),
     (dict(workers=0), r"^workers=0 is out of range"),
     (dict(timeout=0), r"^timeout=0 is out of range; allowed: seconds > 0"),
     (dict(grace_epochs=0), r"^grace_epochs=0 is out of range"),

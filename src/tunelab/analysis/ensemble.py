@@ -229,8 +229,11 @@ def top_configs(study: optuna.Study, k: int) -> list[dict]:
 def _read_run(folder: Path, root: Path) -> dict | None:
     import json
 
-    result = json.loads((folder / "result.json").read_text())
-    if result.get("status") == "running":
+    try:
+        result = json.loads((folder / "result.json").read_text())
+    except (OSError, ValueError):
+        return None  # unreadable or cut short (a disk that filled, an edit): not a finished run
+    if not isinstance(result, dict) or result.get("status") == "running":
         return None  # still going, or killed: its result.json is written each epoch, not final
     value = result.get("val_accuracy")
     if not isinstance(value, (int, float)) or not math.isfinite(value):

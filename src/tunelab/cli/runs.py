@@ -73,7 +73,7 @@ def runs_command(
         if (run / "lineage.json").is_file():
             lin = json.loads((run / "lineage.json").read_text())
             parent = f"{Path(lin['parent_abs']).name} @ {lin['epoch']}"
-        table.add_row(run.name if run != root else str(run), status, epoch,
+        table.add_row(run.name if run != root else str(run), str(status), epoch,
                       f"{best:.4f}" if isinstance(best, (int, float)) else "", parent)
     make_console().print(table if found else f"no run folders in {root}", highlight=False)
 

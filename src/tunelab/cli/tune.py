@@ -27,7 +27,7 @@ FLAGS = {"trials": "--trials", "workers": "--workers", "sampler": "--sampler", "
          "storage": "--storage", "study": "--study", "round_size": "--round-size", "timeout": "--timeout",
          "trial_timeout": "--trial-timeout",
          "grace_epochs": "--grace-epochs", "interval": "--interval", "population_size": "--population-size",
-         "executor": "--executor", "stages": "--stages"}
+         "executor": "--executor", "stages": "--stages", "seed": "--seed"}
 
 
 def cli_words(message: str, flags: Optional[dict] = None) -> str:

@@ -55,7 +55,12 @@ def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
         if len(row) != len(header):
             raise DataError(f"file {path} line {line} has {len(row)} fields but the header has "
                             f"{len(header)}; every row needs one value per column")
-    return header, np.array([r for _, r in rows[1:]], dtype=str)
+    try:
+        return header, np.array([r for _, r in rows[1:]], dtype=str)
+    except MemoryError:  # one huge cell widens every cell of the array to its length
+        longest = max(len(c) for _, r in rows[1:] for c in r)
+        raise DataError(f"file {path} does not fit in memory as a table (its longest cell has {longest:,} "
+                        f"characters); expected short numeric cells") from None
 
 
 def _columns(header: list[str]) -> str:
@@ -137,6 +142,9 @@ def _as_input(path: Path, key: str, x: np.ndarray) -> np.ndarray:
             or x.ndim not in (2, 3, 4)):
         raise DataError(f"array {key!r} of {path} has dtype {x.dtype} and shape {x.shape}; "
                         f"expected real numbers shaped (N, D), (N, H, W) or (N, C, H, W)")
+    if len(x) == 0 or x[0].size == 0:
+        raise DataError(f"array {key!r} of {path} has shape {x.shape}: no examples or no features; "
+                        f"expected at least one row of at least one number")
     if np.issubdtype(x.dtype, np.floating):
         rows = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
         if rows.any():
@@ -179,6 +187,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
                 raise DataError(f"array {k!r} of {path} is truncated or corrupt "
                                 f"({str(e)[:80] or type(e).__name__})") from None
+            except MemoryError as e:  # a header may claim any shape
+                raise DataError(f"array {k!r} of {path} does not fit in memory ({str(e)[:120]})") from None
         return out
 
 

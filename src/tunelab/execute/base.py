@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Literal, Optional, Protocol
 
@@ -119,8 +121,10 @@ def clear_interrupt() -> None:
 
 
 def check_trial_timeout(value: object) -> None:
-    """``--trial-timeout`` must be None or a number of seconds > 0 (one-line ConfigError)."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+    """``--trial-timeout`` must be None or a finite number of seconds > 0 (one-line ConfigError)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+                              or not math.isfinite(value)):
         from tunelab.errors import ConfigError
 
-        raise ConfigError(f"--trial-timeout={value!r} is out of range; allowed: seconds > 0")
+        raise ConfigError(f"--trial-timeout={value!r} is out of range; allowed: a finite number of seconds > 0 "
+                          f"(leave it out for no limit)")

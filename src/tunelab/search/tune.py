@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import optuna
 
 from tunelab.errors import ConfigError
+from tunelab.trainer.runfolder import is_utf8
 from tunelab.search.coarse_to_fine import auto_round_size
 from tunelab.search.drivers import create_study
 from tunelab.search.pruners import make_pruner
@@ -225,10 +226,16 @@ def _best(study: optuna.Study, space: SearchSpace, keys: list[str]):
     return trial.value, {k: values[k] for k in keys if k in values}, trial.user_attrs.get("config"), trial.number
 
 
+MAX_TRIALS = 1_000_000  # a study of more trials is a typo (or a number beyond int64)
+MAX_SEED = 2**32 - 1  # the samplers' seeds (numpy's RandomState) end here
+
+
 def _check_args(trials: int, workers: int, sampler: str, round_size: Optional[int],
-                timeout: Optional[float], grace_epochs: Optional[int]) -> None:
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ConfigError(f"trials={trials!r} is out of range; allowed: a whole number >= 1")
+                timeout: Optional[float], grace_epochs: Optional[int], seed: Optional[int] = None) -> None:
+    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
+        raise ConfigError(f"trials={trials!r} is out of range; allowed: a whole number from 1 to {MAX_TRIALS}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise ConfigError(f"seed={seed!r} is out of range; allowed: a whole number from 0 to {MAX_SEED}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers={workers!r} is out of range; allowed: a whole number >= 1")
     if round_size is not None and sampler != "coarse-to-fine":
@@ -288,7 +295,7 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
     """
     from tunelab.execute import auto_population, make_executor
 
-    _check_args(trials, workers, sampler, round_size, timeout, grace_epochs)
+    _check_args(trials, workers, sampler, round_size, timeout, grace_epochs, seed)
     pbt = None
     if sampler == "pbt":
         executor, population_size, pbt = _pbt_setup(space, objective, overrides, trials, workers, executor,
@@ -301,6 +308,8 @@ def tune(space: Union[str, Path, dict, SearchSpace], *, sampler: str = "random",
 
         require_tensorboard()  # one line now, not one failed trial each
     name = study or (Path(space).stem if isinstance(space, (str, Path)) else "study")
+    if not is_utf8(name):
+        raise ConfigError(f"study={ascii(name)} is not valid UTF-8; allowed: a study name in UTF-8")
     store, where = resolve_storage(storage)
     plan = _plan(sp, sampler, trials, stages, seed, round_size, keep)  # bad names fail before any write
     make_pruner(pruner, _max_epochs(sp), grace_epochs)

@@ -133,7 +133,8 @@ def _recorded_threads(run_dir: Path) -> Optional[int]:
 
 def _custom_model(run_dir: Path) -> bool:
     try:
-        return bool(json.loads((run_dir / "result.json").read_text()).get("custom_model"))
+        result = json.loads((run_dir / "result.json").read_text())
+        return isinstance(result, dict) and bool(result.get("custom_model"))
     except (OSError, ValueError):
         return False
 

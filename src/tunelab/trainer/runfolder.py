@@ -56,6 +56,21 @@ def _read_only(path: Path) -> bool:
         return False
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (a name the file system gave as bytes that are not UTF-8
+    arrives as lone surrogates, which no UTF-8 file, database or figure can hold).
+
+    Example:
+        >>> is_utf8("café"), is_utf8("caf\udce9")
+        (True, False)
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_writable(path: str | Path, option: str, kind: str = "folder") -> Path:
     """Fail before any work if ``path`` cannot become the output ``kind`` (folder or file).
 
@@ -67,6 +82,8 @@ def check_writable(path: str | Path, option: str, kind: str = "folder") -> Path:
     """
     path = Path(path)
     shown = f"{option}={str(path)!r}"
+    if not is_utf8(str(path)):  # it would end in a figure's title or a report, which need text
+        raise ConfigError(f"{option}={ascii(str(path))} is not valid UTF-8; allowed: a name in UTF-8")
     if path.exists() and kind == "folder" and not path.is_dir():
         raise ConfigError(f"{shown} is a file; give a folder")
     if path.exists() and kind == "file" and path.is_dir():
@@ -121,9 +138,15 @@ def read_history(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "history.csv"
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if k != "interventions" and v not in ("", None)}
-                for row in csv.DictReader(f)]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return [{k: float(v) for k, v in row.items() if k != "interventions" and v not in ("", None)}
+                    for row in csv.DictReader(f)]
+    except (ValueError, TypeError, csv.Error) as e:  # edited or damaged by hand: not a run's history
+        from tunelab.errors import DataError
+
+        raise DataError(f"{path} is not a run's history ({str(e)[:80]}); expected the numbers a run "
+                        f"writes, one row per epoch") from None
 
 
 FigureWriter = Callable[[Path, RunConfig, "RunResult"], None]
