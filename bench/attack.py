@@ -35,7 +35,7 @@ they would in a fresh process. Each case also records its wall time and the grow
 process's peak RSS (ru_maxrss; it only grows when a case sets a new peak). Between cases the
 torch thread count, default dtype, environment, cwd and warning registries are restored.
 
-    cd bench && TUNELAB_DATA=../../shared/data python attack.py            # 800 cases: ~5-10 min on 2 cores
+    cd bench && TUNELAB_DATA=../../shared/data python attack.py            # 800 cases: ~2 min on 2 cores
     python bench/attack.py --cases-per-category 4                         # a smoke run (20 cases)
     python bench/attack.py --case data-0017 --case cli-0003 --show        # rerun cases alone, full output
 
@@ -54,6 +54,7 @@ import logging
 import os
 import pickle
 import random
+import re
 import resource
 import shlex
 import shutil
@@ -904,15 +905,17 @@ def half_written(work: Path, inputs: set[str]) -> str:
         result, model = folder / "result.json", folder / "model.pt"
         has_result = result.is_file()
         has_model = model.is_file() and _loadable(model)
-        if has_result != has_model:
+        if has_result != has_model or (model.is_file() and not has_model):
             status = ""
             if has_result:
                 try:
                     status = f" (result.json status {json.loads(result.read_text()).get('status')!r})"
                 except Exception:  # noqa: BLE001
                     status = " (result.json unreadable)"
-            bad.append(f"{rel}: {'result.json' if has_result else 'model.pt'} without "
-                       f"{'a loadable model.pt' if has_result else 'result.json'}{status}")
+            if has_result:
+                bad.append(f"{rel}: result.json without a loadable model.pt{status}")
+            else:
+                bad.append(f"{rel}: a{'' if has_model else 'n unloadable'} model.pt without result.json")
     return "; ".join(bad)
 
 
@@ -1028,7 +1031,8 @@ class Runner:
     def classify(case: Case, code: Optional[int], stdout: str, stderr: str, hung: bool, escaped: bool,
                  work: Path) -> tuple[str, str]:
         if hung:
-            return "hang", ""
+            last = tail_lines(stdout, 1, 120)
+            return "hang", f"last stdout line: {last[0]}" if last else "no output"
         if escaped or "Traceback (most recent call last)" in stdout + stderr:
             return "traceback", ""
         if code in (0, 2):
@@ -1086,6 +1090,30 @@ def example(o: Outcome) -> dict[str, Any]:
             "code": o.code, "seconds": round(o.seconds, 2), "note": o.note,
             "stderr_first": first_lines(o.stderr), "stderr_last": tail_lines(o.stderr, 2),
             "stdout_last": [] if o.stderr.strip() else tail_lines(o.stdout, 2)}
+
+
+def signature(o: Outcome) -> str:
+    """What ended a finding: the exception line of a traceback (addresses dropped), else the note."""
+    if o.cls == "traceback":
+        lines = [line for line in o.stderr.splitlines() if line.strip()]
+        exc = next((line for line in reversed(lines) if re.match(r"^[\w.]+(Error|Exception|Exit|Interrupt)\b", line)),
+                   lines[-1] if lines else "")
+        frame = next((line.strip() for line in reversed(lines) if "/src/tunelab/" in line and line.strip().startswith("File")), "")
+        where = re.sub(r'^File ".*/src/(tunelab/[^"]+)", line (\d+), in (\S+)', r"\1:\2 \3", frame)
+        return re.sub(r"0x[0-9a-f]+", "0x..", f"{exc[:160]} [{where}]" if where else exc[:160])
+    if o.cls == "multi-line error":
+        return f"{o.note}: {(first_lines(o.stderr, 1) or [''])[0][:120]}"
+    return o.note
+
+
+def distinct_findings(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    groups: dict[tuple, list[Outcome]] = defaultdict(list)
+    for o in outcomes:
+        if o.cls in FINDINGS:
+            sig = signature(o)
+            groups[(o.cls, o.case.category, o.case.kind, re.sub(r"\d+(\.\d+)?", "N", sig) if o.cls == "hang" else sig)].append(o)
+    return [{"class": cls, "category": cat, "kind": kind, "count": len(os_), "ids": [o.case.id for o in os_],
+             "signature": signature(os_[0])} for (cls, cat, kind, _), os_ in sorted(groups.items())]
 
 
 def print_table(outcomes: list[Outcome], categories: list[str]) -> dict[str, dict[str, int]]:
@@ -1170,6 +1198,13 @@ def main() -> int:
             for line in e["stderr_first"] + (["..."] + e["stderr_last"] if cls == "traceback" else []) + \
                     [f"(stdout) {line}" for line in e["stdout_last"]]:
                 print(f"    {line}")
+    distinct = distinct_findings(outcomes)
+    if distinct:
+        print("\n### distinct findings (class, category/kind, what ended it)\n")
+        print("| class | case kind | count | case ids | signature |\n|---|---|---:|---|---|")
+        for d in distinct:
+            print(f"| {d['class']} | {d['category']}/{d['kind']} | {d['count']} | {' '.join(d['ids'][:6])}"
+                  f"{' ...' if d['count'] > 6 else ''} | {d['signature'].replace('|', '/')} |")
     pickled = [o.case.id for o in outcomes if "pickle" in o.note]
     slow = sorted(outcomes, key=lambda o: -o.seconds)[:5]
     grew = sorted(outcomes, key=lambda o: -o.rss_growth_mb)[:5]
@@ -1180,7 +1215,9 @@ def main() -> int:
     if pickled:
         print("pickles executed: " + ", ".join(pickled))
     print(record["uptime_before"] + "\n" + record["uptime_after"])
-    record.update(counts=counts, totals={k: sum(counts[c][k] for c in counts) for k in CLASSES}, examples=examples,
+    record.update(distinct_findings=distinct,
+                  finding_ids={c: [o.case.id for o in by_class[c]] for c in CLASSES if c not in ("ok", "refused")},
+                  counts=counts, totals={k: sum(counts[c][k] for c in counts) for k in CLASSES}, examples=examples,
                   wall_s=round(wall, 1), pickles_executed=pickled,
                   slowest=[[o.case.id, o.case.kind, round(o.seconds, 2)] for o in slow],
                   rss_growth_mb=[[o.case.id, o.case.kind, round(o.rss_growth_mb)] for o in grew],
