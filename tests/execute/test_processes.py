@@ -246,3 +246,17 @@ def test_make_executor_and_registry():
         EXECUTORS.get("threads")
     with pytest.raises(ConfigError, match="start_method"):
         ProcessExecutor(2, start_method="teleport")
+
+
+def test_a_stopped_worker_falls_silent_and_its_trial_fails_without_a_trial_timeout():
+    from tests.search import objectives as search_objectives
+
+    rec = Recorder()
+    ex = ProcessExecutor(2, heartbeat_timeout=4.0)  # no trial_timeout: only the heartbeat can tell
+    specs = [TrialSpec(0, {"x": 0.9, "epochs": 2}, fn=search_objectives.hangs_when_x_is_large),
+             TrialSpec(1, {"x": 0.1, "epochs": 2, "sleep": 6.0}, fn=search_objectives.hangs_when_x_is_large)]
+    ex.run(iter(specs), rec)
+    assert rec.final(0).kind == "failed" and "stopped answering (no heartbeat for 4 s" in rec.final(0).error
+    # 6 s between reports, longer than the 4 s limit: its worker's heartbeat keeps it alive
+    assert rec.final(1).kind == "done"
+    assert ex.running() == []

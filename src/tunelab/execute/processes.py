@@ -35,6 +35,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ __all__ = ["ProcessExecutor", "available_cores"]
 
 _NO_MORE = object()
 _MAX_STARTUP_DEATHS = 3  # consecutive workers dying before they are ready: give up
+BEAT_S = 2.0  # a ready worker says it is alive this often, from a thread of its own
+HEARTBEAT_TIMEOUT_S = 60.0  # a ready worker silent this long is hung or stopped: its trial fails
 _LIVE: "weakref.WeakSet[ProcessExecutor]" = weakref.WeakSet()
 
 
@@ -70,8 +73,10 @@ def _worker_main(conn: Connection, threads: int, spawned: float = 0.0) -> None:
     from tunelab.trainer.prepare import set_threads
 
     set_threads(threads, as_default=True)  # this worker's share is what training.threads null means here
+    conn = _Locked(conn)  # the heartbeat thread sends on it too
     try:
         conn.send(("ready", (torch.get_num_threads(), max(time.time() - spawned, 0.0) if spawned else 0.0)))
+        threading.Thread(target=_beat, args=(conn,), daemon=True, name="tunelab-heartbeat").start()
         while (msg := conn.recv()) is not None:  # None: the driver asks us to exit
             number, payload = msg
             set_threads(threads)  # the worker's share again: the last trial's training.threads may differ
@@ -92,6 +97,31 @@ def _worker_main(conn: Connection, threads: int, spawned: float = 0.0) -> None:
         except Exception:
             pass
     os._exit(0)
+
+
+class _Locked:
+    """A worker's end of the pipe whose sends are serialized (the trial's and the heartbeat's)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn, self.lock = conn, threading.Lock()
+
+    def send(self, obj: Any) -> None:
+        with self.lock:
+            self.conn.send(obj)
+
+    def recv(self) -> Any:
+        return self.conn.recv()
+
+
+def _beat(conn: _Locked) -> None:
+    """Say "alive" every BEAT_S seconds until the pipe closes. Torch releases the interpreter lock
+    in its kernels, so this runs while a trial trains; a stopped or deadlocked process falls silent."""
+    while True:
+        time.sleep(BEAT_S)
+        try:
+            conn.send(("beat", None))
+        except (OSError, ValueError, EOFError):
+            return
 
 
 def _run_one(conn: Connection, number: int, payload: bytes) -> Event:
@@ -136,11 +166,13 @@ class ProcessExecutor:
     """
 
     def __init__(self, workers: int, threads_per_worker: Optional[int] = None,
-                 start_method: str = "spawn", trial_timeout: Optional[float] = None) -> None:
+                 start_method: str = "spawn", trial_timeout: Optional[float] = None,
+                 heartbeat_timeout: float = HEARTBEAT_TIMEOUT_S) -> None:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ConfigError(f"--workers={workers!r} is not allowed; use a whole number >= 1")
         check_trial_timeout(trial_timeout)
-        self.trial_timeout = trial_timeout
+        self.trial_timeout, self.heartbeat_timeout = trial_timeout, heartbeat_timeout
+        self._heard: dict[int, float] = {}  # slot -> when its worker last said anything (monotonic)
         if threads_per_worker is not None and threads_per_worker < 1:
             raise ConfigError(f"threads_per_worker={threads_per_worker!r} must be >= 1")
         methods = mp.get_all_start_methods()
@@ -262,6 +294,7 @@ class ProcessExecutor:
         else:
             raise TunelabError(f"cannot hand trial {spec.number} to a worker process")
         self._flight[i], self._since[i] = spec.number, time.monotonic()
+        self._heard[i] = self._since[i]
         on_event(Event(spec.number, "start", metrics={"pid": w.process.pid, "threads": self.threads}))
 
     def _wait_once(self, on_event: Callable[[Event], Decision], respawn: bool) -> None:
@@ -275,7 +308,9 @@ class ProcessExecutor:
                 continue
             if obj is w.conn:  # one message per wake-up, so a chatty trial cannot starve others
                 try:
-                    self._handle(i, w.conn.recv(), on_event)
+                    msg = w.conn.recv()
+                    self._heard[i] = time.monotonic()
+                    self._handle(i, msg, on_event)
                     continue
                 except (EOFError, OSError):
                     pass
@@ -283,32 +318,41 @@ class ProcessExecutor:
         self._expire(on_event, respawn)
 
     def _until_timeout(self) -> Optional[float]:
-        """Seconds until the first trial in flight runs out of ``trial_timeout`` (None: no limit)."""
-        if self.trial_timeout is None or not self._flight:
+        """Seconds until the first trial in flight runs out of ``trial_timeout`` or its ready worker
+        out of heartbeat (None: nothing in flight)."""
+        if not self._flight:
             return None
-        first = min(self._since[i] for i in self._flight)
-        return max(0.0, first + self.trial_timeout - time.monotonic())
+        ends = [self._heard[i] + self.heartbeat_timeout for i in self._flight if self._slots[i].ready]
+        if self.trial_timeout is not None:
+            ends += [self._since[i] + self.trial_timeout for i in self._flight]
+        return max(0.0, min(ends) - time.monotonic()) if ends else None
 
     def _expire(self, on_event: Callable[[Event], Decision], respawn: bool) -> None:
-        """Fail the trials that ran past ``trial_timeout``; their workers (hung, stopped or only
-        slow) are killed and replaced."""
-        if self.trial_timeout is None:
-            return
+        """Fail the trials that ran past ``trial_timeout`` or whose ready worker fell silent for
+        ``heartbeat_timeout`` (stopped, deadlocked); their workers are killed and replaced."""
         now = time.monotonic()
-        for i in [i for i in self._flight if now - self._since[i] > self.trial_timeout]:
+        for i in list(self._flight):
             pid = self._slots[i].process.pid
+            if self.trial_timeout is not None and now - self._since[i] > self.trial_timeout:
+                why = (f"timed out: trial {self._flight[i]} ran longer than "
+                       f"--trial-timeout={self.trial_timeout:g} s; its worker process {pid} was killed")
+            elif self._slots[i].ready and now - self._heard[i] > self.heartbeat_timeout:
+                why = (f"worker process {pid} stopped answering (no heartbeat for {self.heartbeat_timeout:g} s: "
+                       f"stopped or deadlocked) while running trial {self._flight[i]}; it was killed")
+            else:
+                continue
             self._slots[i].process.kill()  # SIGKILL also ends a stopped (SIGSTOP) process
             self._bury(i)
             number = self._flight.pop(i)
             if respawn:
                 self._spawn(i)
-            on_event(Event(number, "failed", error=(
-                f"timed out: trial {number} ran longer than --trial-timeout={self.trial_timeout:g} s; "
-                f"its worker process {pid} was killed")))
+            on_event(Event(number, "failed", error=why))
 
     def _handle(self, i: int, msg: tuple, on_event: Callable[[Event], Decision]) -> None:
         w = self._slots[i]
         kind, body = msg
+        if kind == "beat":
+            return
         if kind == "ready":
             w.ready, self._startup_deaths = True, 0
             self.timing["process_start"] = self.timing.get("process_start", 0.0) + body[1]
