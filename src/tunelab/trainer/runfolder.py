@@ -61,7 +61,7 @@ def is_utf8(text: str) -> bool:
     arrives as lone surrogates, which no UTF-8 file, database or figure can hold).
 
     Example:
-        >>> is_utf8("café"), is_utf8("caf\udce9")
+        >>> is_utf8("café"), is_utf8("caf" + chr(0xDCE9))
         (True, False)
     """
     try:
