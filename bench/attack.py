@@ -1143,8 +1143,9 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="results file (default bench/results/bench_attack.jsonl)")
     args = parser.parse_args()
     categories = [c for c in args.categories.split(",") if c]
-    if os.environ.get("TUNELAB_DATA"):  # relative to where we started, not to each case's folder
-        os.environ["TUNELAB_DATA"] = str(Path(os.environ["TUNELAB_DATA"]).resolve())
+    data_given = os.environ.get("TUNELAB_DATA")  # recorded as given (no machine paths in results)
+    if data_given:  # relative to where we started, not to each case's folder
+        os.environ["TUNELAB_DATA"] = str(Path(data_given).resolve())
     for var in ("TUNELAB_SKIP_MEMORY_CHECK", "TUNELAB_SKIP_CHECKSUM"):
         os.environ.pop(var, None)
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -1157,7 +1158,7 @@ def main() -> int:
         cases = [c for c in cases if c.id in set(args.case)]
 
     record: dict[str, Any] = {"args": vars(args), "cases": len(cases), "uptime_before": uptime(),
-                              "tunelab_data": os.environ.get("TUNELAB_DATA")}
+                              "tunelab_data": data_given}
     print(record["uptime_before"], flush=True)
     runner = Runner(args.limit, args.memory_cap_gb)
     outcomes: list[Outcome] = []
