@@ -58,7 +58,7 @@ def test_a_tune_stores_a_profile_whose_parts_add_up(tmp_path, executor, workers)
 def test_cli_profile_is_printed_and_shown_again_by_studies_show(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
-    assert main(["tune", "space.yaml", "--trials", "3", "--seed", "0", "--profile"]) == 0
+    assert main(["tune", "space.yaml", "--trials", "3", "--seed", "0", "--profile", "--executor", "inline"]) == 0
     out = capsys.readouterr().out
     assert "where the workers' time went" in out and "training" in out and "sampler (ask)" in out
     assert "compute floor (training and evaluation alone, over the workers)" in out
@@ -75,3 +75,11 @@ def test_profile_lines_show_each_part_with_its_share():
     lines = profile_lines(study_profile([p]))
     train = next(line for line in lines if line.strip().startswith("training"))
     assert "2.00 s" in train and "50.0%" in train
+
+
+def test_a_population_run_shows_no_made_up_per_worker_parts():
+    # 8 trials trained together in one worker for 10 s: their times add up to 8x the capacity
+    p = Progress(8, workers=1, timing={"wall": 10.0, "in_driver": 1.0}, work={"trials": 80.0, "epochs": 16})
+    prof = study_profile([p])
+    assert prof["workers"] == {} and prof["floor_s"] == 0.0
+    assert any("not measured: the trials trained together" in line for line in profile_lines(prof))

@@ -16,8 +16,12 @@ cores (the cores other work leaves free, ``auto_threads``, divided by ``workers`
 Two workers that each use every core fight over them, and small models often train several
 times faster with one thread per process. Once no trial is left to start, a worker's idle cores go
 to the trials still running: the answer to each epoch carries the thread count the trial trains
-its next epoch with (the free cores measured at the start, split among the running trials), unless
-its config sets ``training.threads``.
+its next epoch with (the cores free at that moment, not counting our own workers, split among the
+running trials), unless its config sets ``training.threads``.
+
+Each ready worker sends a heartbeat every ``BEAT_S`` seconds from a thread of its own; a worker
+silent for ``heartbeat_timeout`` (stopped, deadlocked) has its trial failed and is replaced, with
+no trial timeout set.
 
 Example:
     >>> from tunelab.execute.base import TrialSpec

@@ -56,6 +56,8 @@ def study_profile(progresses: Sequence[Any]) -> dict[str, Any]:
     started = min(starts, unexplained)
     workers = {**parts, "process_start": started, "handoff": unexplained - started,
                "idle": max(capacity - busy, 0.0)}
+    if busy > 1.05 * capacity or (busy > 0 and not any(parts.values())):
+        workers = {}  # trials trained together (a population): no per-worker parts to show
     split = merged(*(p.split() for p in progresses))
     driver = {k: split[k] for k in ("ask", "storage", "pruner", "driver")}
     driver["waiting"] = split["executor"]
@@ -80,6 +82,8 @@ def profile_lines(profile: dict[str, Any]) -> list[str]:
            f"the wall time is {profile['wall_s'] / max(profile['floor_s'], 1e-9):.2f}x that",
            "  where the workers' time went:"]
     out += [f"    {names[k]:<52}{v:>9.2f} s {100 * v / total:>5.1f}%" for k, v in profile["workers"].items()]
+    if not profile["workers"]:
+        out.append("    (not measured: the trials trained together, as one population)")
     out.append("  the driver's wall time:")
     labels = {"ask": "sampler (ask)", "storage": "storage", "pruner": "pruner", "driver": "bookkeeping, display",
               "waiting": "waiting for the workers"}
