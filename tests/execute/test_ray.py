@@ -180,6 +180,30 @@ def test_a_worker_killed_mid_study_is_retried_or_fails_with_the_reason(cluster, 
         assert "died" in failed[0].user_attrs["fail_reason"]
 
 
+def test_a_retry_goes_to_another_node_when_one_has_room(cluster, tmp_path):
+    """Two trials in flight on a cluster of three one-CPU nodes: the actor of one is SIGKILLed, and
+    its retry is placed on the free node, not back on the node it died on (which has room too)."""
+    c, _ = cluster
+    spare = c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    try:
+        storage, name = f"sqlite:///{tmp_path / 'a.db'}", "avoid"
+        space = {"base": {**SPACE["base"], "training": {"epochs": 150, "threads": 1}},
+                 "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
+        killer = _kill_a_trial_actor_when_one_trial_is_done(storage, name)
+        res = tunelab.tune(space, trials=4, storage=storage, study=name, seed=0, executor="ray", workers=2,
+                           ray={"address": c.address, "max_retries": 1})
+        killer.join()
+        trials = res.study.get_trials()
+        assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+        retried = [t for t in trials if t.user_attrs.get("retries") == 1]
+        assert len(retried) == 1
+        assert retried[0].user_attrs["died_on"] != retried[0].user_attrs["node"]
+        assert retried[0].user_attrs["died_on"] in {n.node_id for n in c.list_all_nodes()}
+    finally:
+        c.remove_node(spare)
+
+
 @pytest.mark.parametrize("trials, population_size", [(6, None), (12, 2)])
 def test_a_node_killed_mid_study_leaves_no_trial_running_and_keeps_every_completed_one(cluster, tmp_path, trials,
                                                                                        population_size):

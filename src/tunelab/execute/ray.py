@@ -19,7 +19,9 @@ every few seconds asks the cluster which nodes are dead: a trial whose actor die
 its node, whether or not Ray fails the pending calls) is retried on a new actor up to
 ``max_retries`` times (epochs it had reported are not reported again: a retry with the same seed
 retrains them to the same values), then fails with the reason; a population bucket retries its
-unfinished members together. Once no trial is left to start, idle actors are released, so a retry
+unfinished members together. A retry prefers a node other than those its attempts died on (a soft
+anti-affinity on Ray's node-id label: a node that is dying but not yet known dead is not chosen
+again while another has room), and the retried trial records ``died_on``, the node it left. Once no trial is left to start, idle actors are released, so a retry
 waiting for a place on a cluster that lost a node gets one. Ray Tune is not used.
 
 Example:
@@ -42,6 +44,7 @@ __all__ = ["RayExecutor", "require_ray", "INSTALL"]
 INSTALL = "pip install 'tunelab[ray]'"
 _NO_MORE = object()
 NODE_CHECK_S = 3.0  # how often the driver asks the cluster which nodes are dead
+NODE_LABEL = "ray.io/node-id"  # the label Ray gives every node: its id
 
 
 def require_ray():
@@ -68,6 +71,7 @@ class _Flight:
     poll: Any = None  # future of the outstanding poll (the events since the last one)
     answers: dict = field(default_factory=dict)  # (number, epoch) -> prune, sent with the next poll
     where: dict = field(default_factory=dict)  # where its last attempt that started ran
+    avoid: list = field(default_factory=list)  # nodes where an attempt died: a retry prefers others
     since: float = 0.0  # when its current attempt was handed to an actor (monotonic)
 
     def __post_init__(self) -> None:
@@ -281,11 +285,17 @@ class RayExecutor:
                 self._kill(slot)
                 self._slots[i] = None
 
-    def _slot(self, i: int) -> _Slot:
+    def _slot(self, i: int, avoid: list = ()) -> _Slot:
+        """Slot ``i``'s actor, started if it has none; ``avoid``: nodes it should not be placed on
+        when another node has room (a soft anti-affinity: a retry does not wait for one)."""
         if self._slots[i] is None:
             threads = max(1, int(round(self.trial_cpus)))
-            actor = self._actor.options(num_cpus=self.trial_cpus, num_gpus=self.trial_gpus).remote(threads)
-            self._slots[i] = _Slot(actor)
+            options = {"num_cpus": self.trial_cpus, "num_gpus": self.trial_gpus}
+            if avoid:
+                from ray.util.scheduling_strategies import NodeLabelSchedulingStrategy, NotIn
+
+                options["scheduling_strategy"] = NodeLabelSchedulingStrategy(hard={}, soft={NODE_LABEL: NotIn(*avoid)})
+            self._slots[i] = _Slot(self._actor.options(**options).remote(threads))
         return self._slots[i]
 
     def _data_for(self, spec: TrialSpec) -> dict:
@@ -305,7 +315,7 @@ class RayExecutor:
         return {key: self._data[key]}
 
     def _dispatch(self, f: _Flight, flight: list, on_event: Callable[[Event], Decision]) -> None:
-        slot = self._slot(f.slot)
+        slot = self._slot(f.slot, f.avoid)
         try:
             data = self._data_for(f.specs[0])
         except TunelabError as e:
@@ -390,7 +400,8 @@ class RayExecutor:
             if ev.kind == "start":  # the actor runs it now: where (a retry's new place too)
                 if self._slots[f.slot] is not None:
                     self._slots[f.slot].info = ev.metrics
-                on_event(Event(ev.number, "start", metrics={**ev.metrics, "retries": f.attempt})
+                died_on = {"died_on": f.avoid[-1]} if f.avoid else {}
+                on_event(Event(ev.number, "start", metrics={**ev.metrics, "retries": f.attempt, **died_on})
                          if f.attempt else ev)
             elif ev.kind == "epoch":
                 if ev.step <= f.reported.get(ev.number, 0):  # a retry retraining an epoch the driver has seen
@@ -409,6 +420,8 @@ class RayExecutor:
         trials, or they fail."""
         where = (self._slots[f.slot].info if self._slots[f.slot] is not None else {}) or f.where
         f.where = where
+        if where.get("node") and where["node"] not in f.avoid:
+            f.avoid.append(where["node"])
         if self._slots[f.slot] is not None:
             self._kill(self._slots[f.slot])
             self._slots[f.slot] = None

@@ -382,7 +382,8 @@ class StudyDriver:
             where["pid"] = ev.metrics.get("pid")
             # a Ray worker's host and node (and its retries after a worker died); the size of the
             # population the trial was trained in
-            where.update({k: ev.metrics[k] for k in ("host", "node", "retries", "population") if k in ev.metrics})
+            where.update({k: ev.metrics[k] for k in ("host", "node", "retries", "died_on", "population")
+                          if k in ev.metrics})
             return None
         if ev.kind == "epoch":
             self.history.setdefault(ev.number, []).append(ev.metrics)
