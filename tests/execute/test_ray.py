@@ -93,13 +93,14 @@ def test_pruning_decisions_reach_trials_on_the_cluster(cluster, tmp_path, popula
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
 
 
-def _wait_for_a_completed_trial(storage: str, study: str, limit: float = 120) -> None:
+def _wait_for_a_completed_trial(storage: str, study: str, limit: float = 120, count: int = 1) -> None:
+    """Until the study has ``count`` COMPLETE trials (or ``limit`` seconds have passed)."""
     deadline = time.time() + limit
     while time.time() < deadline:
         time.sleep(0.3)
         try:
-            if any(t.state == TrialState.COMPLETE
-                   for t in optuna.load_study(study_name=study, storage=storage).get_trials()):
+            if sum(t.state == TrialState.COMPLETE
+                   for t in optuna.load_study(study_name=study, storage=storage).get_trials()) >= count:
                 return
         except Exception:  # noqa: BLE001 - not created yet
             pass
@@ -139,12 +140,12 @@ def _wait_for_a_training_actor(under: int | None = None, limit: float = 120) -> 
     return None
 
 
-def _kill_a_trial_actor_when_one_trial_is_done(storage: str, study: str) -> threading.Thread:
-    """SIGKILL a Ray worker process that is training, once the study has a completed trial."""
+def _kill_a_trial_actor_when_one_trial_is_done(storage: str, study: str, count: int = 1) -> threading.Thread:
+    """SIGKILL a Ray worker process that is training, once the study has ``count`` completed trials."""
     import signal
 
     def kill():
-        _wait_for_a_completed_trial(storage, study)
+        _wait_for_a_completed_trial(storage, study, count=count)
         busy = _wait_for_a_training_actor()
         if busy:
             os.kill(int(busy), signal.SIGKILL)
@@ -160,8 +161,11 @@ def test_a_worker_killed_mid_study_is_retried_or_fails_with_the_reason(cluster, 
     storage, name = f"sqlite:///{tmp_path / 'k.db'}", f"kill{retries}"
     space = {"base": {**SPACE["base"], "training": {"epochs": 150, "threads": 1}},
              "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
-    killer = _kill_a_trial_actor_when_one_trial_is_done(storage, name)
-    n = 7 if population_size else 5  # buckets of 3, 3 and 1: the last one trains alone, and is killed
+    # buckets of 3, 3 and 1: the last one trains alone, and is killed once the two buckets are done
+    # (killed any earlier, a bucket's actor can die after its trials' last events: nothing to retry);
+    # without buckets, once the first two trials are done (the next two have just started)
+    n = 7 if population_size else 5
+    killer = _kill_a_trial_actor_when_one_trial_is_done(storage, name, count=6 if population_size else 2)
     res = tunelab.tune(space, trials=n, storage=storage, study=name, seed=0, executor="ray",
                        ray={"address": c.address, "max_retries": retries}, population_size=population_size)
     killer.join()
@@ -190,7 +194,7 @@ def test_a_retry_goes_to_another_node_when_one_has_room(cluster, tmp_path):
         storage, name = f"sqlite:///{tmp_path / 'a.db'}", "avoid"
         space = {"base": {**SPACE["base"], "training": {"epochs": 150, "threads": 1}},
                  "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
-        killer = _kill_a_trial_actor_when_one_trial_is_done(storage, name)
+        killer = _kill_a_trial_actor_when_one_trial_is_done(storage, name, count=2)  # #2, #3 just started
         res = tunelab.tune(space, trials=4, storage=storage, study=name, seed=0, executor="ray", workers=2,
                            ray={"address": c.address, "max_retries": 1})
         killer.join()

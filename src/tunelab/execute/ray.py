@@ -99,6 +99,7 @@ def _actor_class(ray):
 
             set_threads(threads, as_default=True)
             self._cond, self._events, self._answers = threading.Condition(), [], {}
+            self._ended = False  # the last run has ended: a poll has nothing to wait for
 
         def run(self, specs: list, data: dict, threads: int, stacked: bool) -> list:
             """Train ``specs`` (one trial, or a bucket as one population); every event goes to the
@@ -110,7 +111,7 @@ def _actor_class(ray):
             where = {"pid": os.getpid(), "host": socket.gethostname(), "node": ray.get_runtime_context().get_node_id(),
                      "threads": threads}
             with self._cond:
-                self._events, self._answers = [], {}
+                self._events, self._answers, self._ended = [], {}, False
             for key, ref in data.items():  # the driver's copy from the object store, not a load
                 if key not in prepare._DATA_CACHE:
                     prepare._DATA_CACHE.clear()
@@ -141,9 +142,9 @@ def _actor_class(ray):
                     send(Event(spec.number, "start"))
                     send(execute_trial(spec, lambda step, value, metrics: send(
                         Event(spec.number, "epoch", step, value, metrics)) == "prune"))
-            finally:  # an outstanding poll returns now, not after its wait
+            finally:  # an outstanding poll returns now, not after its wait, and a later one at once
                 with self._cond:
-                    out, self._events = self._events, []
+                    out, self._events, self._ended = self._events, [], True
                     self._cond.notify_all()
             return out
 
@@ -152,7 +153,7 @@ def _actor_class(ray):
             with self._cond:
                 self._answers.update(answers)
                 self._cond.notify_all()
-                if not self._events:
+                if not self._events and not self._ended:
                     self._cond.wait(wait)
                 out, self._events = self._events, []
             return out
@@ -343,10 +344,10 @@ class RayExecutor:
 
         ray = self.ray
         for f in flight:
-            if f.poll is None:
+            if f.poll is None and f.open:  # a unit whose trials all ended has nothing left to say
                 ref = self._slots[f.slot].actor.poll.remote(f.answers, 1.0)
                 f.poll, f.answers = ref.future(), {}
-        futures = [x for f in flight for x in (f.poll, f.run)]
+        futures = [x for f in flight for x in (f.poll, f.run) if x is not None]
         done, _ = wait_futures(futures, timeout=1.5, return_when=FIRST_COMPLETED)
         if time.monotonic() >= self._next_node_check:
             self._next_node_check = time.monotonic() + NODE_CHECK_S
@@ -356,7 +357,7 @@ class RayExecutor:
                 self._retry_or_fail(f, "NodeDied", flight, on_event)
         for f in list(flight):
             try:
-                if f.poll.done():
+                if f.poll is not None and f.poll.done():
                     events, f.poll = f.poll.result(), None
                     self._answer(f, events, on_event)
                 if f.run.done():
