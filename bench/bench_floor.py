@@ -11,11 +11,12 @@ adam and dropout uniform [0, 0.5]. Rows:
   a ``TensorDataset`` of the same float tensors, once over a per-sample ``Dataset`` that converts
   uint8 pixels per item as torchvision's ``ToTensor`` does. Same train/validation split.
 
-Compute floor of a row = epochs it trained x the single-epoch time / cores, the single-epoch time
-being tunelab's own epoch (train + validation and train-eval evaluation) with one thread, measured
-first in the same run (median of 3 epochs after a warm-up epoch): the wall time the training work
-would take with every core busy and nothing else. Training FLOP/s = epochs x 54000 samples x
-1.007 MFLOP (forward + backward, docs) / wall.
+Compute floor of a row = epochs it trained x the single-epoch time / cores in use (bench/_floor.py),
+the single-epoch time being tunelab's own epoch (train + validation and train-eval evaluation) with
+one thread, measured first in the same run (median of 3 epochs after a warm-up epoch), the cores in
+use the workers (tunelab rows) or torch's default threads (the common loop), capped by the cores:
+the wall time the training work would take with every core in use busy and nothing else. Training
+FLOP/s = epochs x 54000 samples x 1.007 MFLOP (forward + backward, docs) / wall.
 
     TUNELAB_DATA=../shared/data python bench/bench_floor.py                 # quiet: ~15 minutes
     TUNELAB_DATA=../shared/data python bench/bench_floor.py --load 1 --skip per-sample,no-pruning
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import statistics
 import subprocess
 import tempfile
 import time
@@ -44,9 +44,8 @@ import tunelab
 from tunelab.config import from_dict
 from tunelab.data import load_data
 from tunelab.execute.processes import available_cores
-from tunelab.trainer.fit import fit
-from tunelab.trainer.prepare import prepare
 
+from _floor import cores_in_use, epoch_seconds, epochs_trained, floor  # bench/_floor.py
 from _results import append_record  # bench/_results.py (scripts run from bench/)
 
 SPACE = Path(__file__).parent / "spaces" / "floor_mnist.yaml"
@@ -68,14 +67,10 @@ def space(epochs: int) -> dict:
     return sp
 
 
-def epoch_seconds(epochs: int = 4) -> float:
-    """tunelab's single-epoch time (train + evaluations) with one thread: median after a warm-up."""
-    cfg = from_dict({**space(epochs)["base"], "optimizer": {"name": "adam", "lr": 1e-3},
-                     "training": {"epochs": epochs, "batch_size": 128, "threads": 1}},
-                    ["model.dropout=0.25"])
-    run = prepare(cfg, cache=True)
-    result = fit(cfg, run.data, run.model, test=False)
-    return statistics.median(h["seconds"] for h in result.history[1:])
+def one_epoch_seconds() -> float:
+    """tunelab's single-epoch time (train + evaluations) of the study's MLP (adam, lr 1e-3, dropout
+    0.25) with one thread: median of 3 epochs after a warm-up."""
+    return epoch_seconds({**space(4)["base"], "optimizer": {"name": "adam", "lr": 1e-3}}, ["model.dropout=0.25"])
 
 
 def run_tunelab(trials: int, epochs: int, seed: int, workers: int, pruner: str) -> dict:
@@ -86,7 +81,7 @@ def run_tunelab(trials: int, epochs: int, seed: int, workers: int, pruner: str) 
         wall = time.perf_counter() - t0
         ts = res.study.get_trials()
         return {"wall": wall, "best": res.best_value, "best_number": res.best_number,
-                "epochs": sum(len(t.intermediate_values) for t in ts), "profile": res.profile,
+                "epochs": epochs_trained(ts), "profile": res.profile, "cores": cores_in_use(workers),
                 "params": {t.number: t.params for t in ts},
                 "values": {t.number: t.value for t in ts if t.value is not None},
                 "states": [t.state.name.lower() for t in ts]}
@@ -148,7 +143,8 @@ def run_common(trials: int, epochs: int, seed: int, per_sample: bool) -> dict:
     t0 = time.perf_counter()
     study.optimize(common_objective(data, epochs, per_sample), n_trials=trials)
     return {"wall": time.perf_counter() - t0, "best": study.best_value, "best_number": study.best_trial.number,
-            "epochs": trials * epochs, "params": {t.number: t.params for t in study.trials}}
+            "epochs": trials * epochs, "cores": cores_in_use(1, torch.get_num_threads()),
+            "params": {t.number: t.params for t in study.trials}}
 
 
 def main() -> None:
@@ -170,9 +166,7 @@ def main() -> None:
         p.start()
     before = uptime()
     print(f"uptime before: {before}; competing load: {args.load} busy process(es)", flush=True)
-    default_threads = torch.get_num_threads()
-    one_epoch = epoch_seconds()
-    torch.set_num_threads(default_threads)
+    one_epoch = one_epoch_seconds()  # restores torch's default threads
     print(f"tunelab epoch, one thread: {one_epoch:.3f} s", flush=True)
     rows: dict[str, dict] = {}
     runs = [run_tunelab(args.trials, args.epochs, args.seed, args.workers, "asha") for _ in range(args.repeats)]
@@ -194,8 +188,8 @@ def main() -> None:
           f"load {args.load}; uptime after: {after}")
     print(f"{'':<42}{'wall s':>8}{'epochs':>8}{'floor s':>9}{'x floor':>9}{'GFLOP/s':>9}{'best val':>10}")
     for name, r in rows.items():
-        r["floor"] = r["epochs"] * one_epoch / cores
-        print(f"{name:<42}{r['wall']:>8.1f}{r['epochs']:>8}{r['floor']:>9.1f}{r['wall'] / r['floor']:>9.2f}"
+        r.update(floor(r["wall"], r["epochs"], one_epoch, r["cores"]))
+        print(f"{name:<42}{r['wall']:>8.1f}{r['epochs']:>8}{r['floor']:>9.1f}{r['x_floor']:>9.2f}"
               f"{r['epochs'] * train_flop / r['wall'] / 1e9:>9.1f}{r['best']:>10.4f}")
     ours = rows["tunelab, asha"]
     for name, r in rows.items():

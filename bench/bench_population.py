@@ -1,6 +1,6 @@
 """The population executor against one by one, measured in the same run.
 
-Three measurements (each printed as a markdown table with medians over --repeats, and appended as
+Four measurements (each printed as a markdown table with medians over --repeats, and appended as
 a JSON line to bench/results/bench_population.jsonl):
 
 1. study: the 64-trial study of digits MLPs in bench/spaces/population_digits.yaml (hidden
@@ -19,7 +19,14 @@ a JSON line to bench/results/bench_population.jsonl):
    inline: trials per second and the driver's own split of the time (sampler, storage, the rest of
    the driver, the executor: training, evaluation, data).
 
-    python bench/bench_population.py                 # all three (about 6 minutes on 2 cores)
+The study rows (1, 3 and 4) also get their compute floor (bench/_floor.py): the epochs the study's
+trials trained (their recorded histories, read back from the study's SQLite storage) x the
+single-epoch time of one such model with one thread (measured at the start of the section, in the
+same run) / the cores in use (workers x threads each, capped by the cores: 1 for inline, 2 for the
+others), and wall / floor. A population row trains its models as one stacked computation, so it can
+come in below 1x floor. The training microbenchmarks (2) have no floor column.
+
+    python bench/bench_population.py                 # all four (about 6 minutes on 2 cores)
     python bench/bench_population.py --only training --repeats 3
 
 The `uptime` lines before and after say how busy the machine was.
@@ -38,15 +45,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+from _floor import FLOOR_NOTE, cores_in_use, epoch_seconds, epochs_trained, floor, ratio, study_epochs  # noqa: E402
 from _results import append_record  # noqa: E402  (bench/_results.py)
+
+# (workers, threads each) of every executor row: the cores in use of its floor
+SHAPE = {"inline": (1, 1), "processes": (2, 1), "population": (1, 2), "population-2": (2, 1)}
 
 
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def _tune(space: Path, executor: str, trials: int, extra: list[str]) -> float:
-    """Wall seconds of one `tunelab tune` in a fresh process and a fresh storage."""
+def _tune(space: Path, executor: str, trials: int, extra: list[str]) -> tuple[float, int]:
+    """Wall seconds of one `tunelab tune` in a fresh process and a fresh storage, and the epochs its
+    trials trained (read back from that storage)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "tunelab", "tune", str(space), "--study", "bench", "--trials", str(trials),
                "--storage", f"sqlite:///{tmp}/b.db", "--out", f"{tmp}/out", "--seed", "0", *extra]
@@ -62,34 +74,59 @@ def _tune(space: Path, executor: str, trials: int, extra: list[str]) -> float:
             cmd += ["--executor", executor, "--set", "training.threads=1"]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)
-        return time.perf_counter() - t0
+        wall = time.perf_counter() - t0
+        return wall, study_epochs(f"sqlite:///{tmp}/b.db", "bench")
+
+
+def _space_base(space: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(space.read_text())["base"]
 
 
 def study(repeats: int) -> dict:
     space = ROOT / "bench" / "spaces" / "population_digits.yaml"
-    times = _executors(space, ("inline", "processes", "population", "population-2"), 64, repeats)
-    return {"study": _table("64-trial digits study, end to end", times), "study_all": times}
+    # one such model (adam, lr at the geometric middle of the range, dropout 0.25), one thread
+    one_epoch = epoch_seconds(_space_base(space), ["optimizer.name=adam", "optimizer.lr=0.003", "model.dropout=0.25"],
+                              epochs=8)
+    times, epochs = _executors(space, ("inline", "processes", "population", "population-2"), 64, repeats)
+    med, floors = _table("64-trial digits study, end to end", times, epochs, one_epoch)
+    return {"study": med, "study_all": times, "study_epochs_all": epochs, "study_epoch_s": one_epoch,
+            "study_floor": floors}
 
 
-def _executors(space: Path, executors: tuple, trials: int, repeats: int) -> dict[str, list[float]]:
-    """Wall seconds of each executor, ``repeats`` times, interleaved (a change in load hits all alike)."""
+def _executors(space: Path, executors: tuple, trials: int,
+               repeats: int) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
+    """Wall seconds of each executor, ``repeats`` times, interleaved (a change in load hits all alike),
+    and the epochs each run trained."""
     times: dict[str, list[float]] = {ex: [] for ex in executors}
+    epochs: dict[str, list[int]] = {ex: [] for ex in executors}
     for _ in range(repeats):
         for ex in times:
             extra = ["--population-size", str(trials)] if ex.startswith("population") else []
-            times[ex].append(_tune(space, ex, trials, extra))
-    return times
+            wall, n = _tune(space, ex, trials, extra)
+            times[ex].append(wall)
+            epochs[ex].append(n)
+    return times, epochs
 
 
-def _table(title: str, times: dict[str, list[float]]) -> dict[str, float]:
-    """Print medians (and the speed against the first executor) as a markdown table."""
+def _table(title: str, times: dict[str, list[float]], epochs: dict[str, list[int]],
+           one_epoch: float) -> tuple[dict[str, float], dict[str, dict]]:
+    """Print medians (the speed against the first executor, the epochs trained, the compute floor and
+    wall / floor) as a markdown table; return the medians and each row's floor fields."""
     med = {ex: statistics.median(v) for ex, v in times.items()}
+    floors = {ex: floor(m, int(statistics.median(epochs[ex])), one_epoch, cores_in_use(*SHAPE[ex]))
+              for ex, m in med.items()}
     first = next(iter(med))
-    print(f"\n| {title} | median s | vs {first} |\n|---|---|---|")
+    print(f"\n| {title} | median s | vs {first} | epochs | cores | floor s | x floor |\n|---|---|---|---|---|---|---|")
     for ex, m in med.items():
-        label = {"processes": "processes (2 workers)", "population-2": "population (2 workers, one population each)"}
-        print(f"| {label.get(ex, ex)} | {m:.1f} | {med[first] / m:.2f}x |")
-    return med
+        label = {"processes": "processes (2 workers)", "population": "population (2 threads)",
+                 "population-2": "population (2 workers, one population each)"}
+        f = floors[ex]
+        print(f"| {label.get(ex, ex)} | {m:.1f} | {med[first] / m:.2f}x | {f['epochs']} | {f['cores']} "
+              f"| {f['floor']:.1f} | {ratio(f['x_floor'])} |")
+    print(f"\n{FLOOR_NOTE} One epoch: {one_epoch * 1000:.1f} ms.")
+    return med, floors
 
 
 def training(repeats: int) -> dict:
@@ -153,8 +190,12 @@ def mnist(repeats: int) -> dict:
                          "  optimizer: {name: adam}\n  training: {epochs: 2, batch_size: 128}\n"
                          "space:\n  optimizer.lr: {log_uniform: [1.0e-4, 1.0e-2]}\n"
                          "  model.dropout: {uniform: [0.0, 0.5]}\n")
-        times = _executors(space, ("processes", "population", "population-2"), 16, repeats)
-    return {"mnist": _table("16 MNIST MLPs (784-256-128-10, 2 epochs), end to end", times)}
+        # one such MLP (lr at the geometric middle of the range, dropout 0.25), one thread
+        one_epoch = epoch_seconds(_space_base(space), ["optimizer.lr=0.001", "model.dropout=0.25"])
+        times, epochs = _executors(space, ("processes", "population", "population-2"), 16, repeats)
+    med, floors = _table("16 MNIST MLPs (784-256-128-10, 2 epochs), end to end", times, epochs, one_epoch)
+    return {"mnist": med, "mnist_all": times, "mnist_epochs_all": epochs, "mnist_epoch_s": one_epoch,
+            "mnist_floor": floors}
 
 
 def tiny(repeats: int) -> dict:
@@ -165,6 +206,9 @@ def tiny(repeats: int) -> dict:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = ROOT / "bench" / "spaces" / "population_tiny.yaml"
+    # one such model (adam, lr at the geometric middle of the range, dropout 0.15), one thread
+    one_epoch = epoch_seconds(_space_base(space), ["optimizer.name=adam", "optimizer.lr=0.01", "model.dropout=0.15"],
+                              epochs=8)
     runs: dict[str, list] = {"inline": [], "population": []}
     for _ in range(repeats):
         for ex in runs:
@@ -174,16 +218,22 @@ def tiny(repeats: int) -> dict:
                 res = tunelab.tune(str(space), trials=256, storage=f"sqlite:///{tmp}/t.db", study="tiny", seed=0,
                                    executor=ex, population_size=256 if ex == "population" else None)
                 wall = time.perf_counter() - t0
-            runs[ex].append({"wall": wall, **res.progress.split()})
+                runs[ex].append({"wall": wall, "epochs": epochs_trained(res.study.get_trials(deepcopy=False)),
+                                 **res.progress.split()})
     print("\n| 256 tiny trials (digits, [16], 5 epochs), `tunelab.tune` in process, SQLite | trials/s | wall s | "
-          "executor s | storage s | sampler s | rest of driver s |\n|---|---|---|---|---|---|---|")
+          "executor s | storage s | sampler s | rest of driver s | epochs | cores | floor s | x floor |"
+          "\n|---|---|---|---|---|---|---|---|---|---|---|")
     out = {}
     for ex, rows in runs.items():
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        # inline: one thread; population: one process, 2 threads (set above)
+        f = floor(med["wall"], int(med["epochs"]), one_epoch, cores_in_use(1, 1 if ex == "inline" else 2))
         print(f"| {ex} | {256 / med['wall']:.1f} | {med['wall']:.1f} | {med['executor']:.1f} | {med['storage']:.1f} "
-              f"| {med['ask']:.1f} | {med['driver']:.1f} |")
-        out[ex] = med
-    return {"tiny": out, "tiny_all": runs}
+              f"| {med['ask']:.1f} | {med['driver']:.1f} | {f['epochs']} | {f['cores']} | {f['floor']:.1f} "
+              f"| {ratio(f['x_floor'])} |")
+        out[ex] = {**med, "floor": f}
+    print(f"\n{FLOOR_NOTE} One epoch: {one_epoch * 1000:.1f} ms.")
+    return {"tiny": out, "tiny_all": runs, "tiny_epoch_s": one_epoch}
 
 
 def main() -> None:
