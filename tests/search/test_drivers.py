@@ -184,3 +184,25 @@ def test_a_killed_driver_is_recovered_by_a_rerun_while_another_driver_goes_on(tm
     assert len(done) == 40 and not [t for t in trials if t.state == TrialState.RUNNING]
     requeued = [t for t in trials if t.state == TrialState.FAIL]
     assert requeued and all(t.user_attrs.get("requeued") for t in requeued)  # the killed driver's trial(s)
+
+
+def test_a_driver_takes_a_trial_another_process_queued_after_its_cache_was_filled(tmp_path):
+    """What a second driver hit after a rerun re-queued a killed driver's trial: the queued trial
+    was claimed through ``queue_by_state`` but Optuna's cache in front of the database had never
+    read it, so ``ask`` failed with KeyError when it set the trial's first parameter."""
+    from tunelab.search.storage import queue_by_state
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    dist = {"x": optuna.distributions.FloatDistribution(0.0, 2.0)}
+    mine = optuna.create_study(study_name="q", storage=url)
+    queue_by_state(mine)
+    for _ in range(2):  # the cache has read finished trials: it reads only newer ones from now on
+        trial = mine.ask(dist)
+        mine.tell(trial, 1.0)
+    other = optuna.load_study(study_name="q", storage=url)  # another process: its own storage object
+    other.enqueue_trial({"x": 1.5})
+    taken = mine.ask(dist)
+    assert taken.params == {"x": 1.5}
+    mine.tell(taken, 0.5)
+    assert [t.state for t in optuna.load_study(study_name="q", storage=url).get_trials()] == [
+        optuna.trial.TrialState.COMPLETE] * 3

@@ -139,12 +139,26 @@ def queue_by_state(study) -> None:
         for trial in backend.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
             try:
                 if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                    _cache_claimed(storage, study._study_id, backend.get_trial(trial._trial_id))
                     return trial._trial_id
             except UpdateFinishedTrialError:  # another driver took and finished it
                 continue
         return None
 
     study._pop_waiting_trial_id = pop_waiting_trial_id
+
+
+def _cache_claimed(storage, study_id: int, trial) -> None:
+    """Tell Optuna's cache about a queued trial just claimed from the database, as its own queue
+    read would have: the cache reads only trials newer than the last finished one it has seen, so a
+    trial another process queued (a rerun re-queueing a killed driver's trial) can be unknown to it,
+    and ``ask`` would fail with KeyError when it sets the trial's first parameter."""
+    from optuna.storages._cached_storage import _StudyInfo
+
+    with storage._lock:
+        info = storage._studies.setdefault(study_id, _StudyInfo())
+        storage._add_trials_to_cache(study_id, [trial])
+        info.unfinished_trial_ids.add(trial._trial_id)  # re-read from the database until it ends
 
 
 def reset_session(study) -> None:
