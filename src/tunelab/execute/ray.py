@@ -21,8 +21,9 @@ its node, whether or not Ray fails the pending calls) is retried on a new actor 
 retrains them to the same values), then fails with the reason; a population bucket retries its
 unfinished members together. A retry prefers a node other than those its attempts died on (a soft
 anti-affinity on Ray's node-id label: a node that is dying but not yet known dead is not chosen
-again while another has room), and the retried trial records ``died_on``, the node it left. Once no trial is left to start, idle actors are released, so a retry
-waiting for a place on a cluster that lost a node gets one. Ray Tune is not used.
+again while another has room), and the retried trial records ``died_on``, the node it left. Once
+no trial is left to start, idle actors are released, so a retry waiting for a place on a cluster
+that lost a node gets one. Ray Tune is not used.
 
 Example:
     >>> RayExecutor.__name__
