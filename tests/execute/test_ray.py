@@ -23,6 +23,9 @@ pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")
 PG_URL = os.environ.get("TUNELAB_PG_URL")
 
+# the trials the kill tests kill: long enough (~8 s on one busy core) that a kill aimed at a trial
+# that has just started still finds it training, under CI's load too
+KILL_EPOCHS = 400
 SPACE = {"base": {"data": {"name": "digits"}, "model": {"hidden": [16]}, "training": {"epochs": 3}},
          "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
 
@@ -159,7 +162,7 @@ def _kill_a_trial_actor_when_one_trial_is_done(storage: str, study: str, count: 
 def test_a_worker_killed_mid_study_is_retried_or_fails_with_the_reason(cluster, tmp_path, retries, population_size):
     c, _ = cluster
     storage, name = f"sqlite:///{tmp_path / 'k.db'}", f"kill{retries}"
-    space = {"base": {**SPACE["base"], "training": {"epochs": 150, "threads": 1}},
+    space = {"base": {**SPACE["base"], "training": {"epochs": KILL_EPOCHS, "threads": 1}},
              "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
     # buckets of 3, 3 and 1: the last one trains alone, and is killed once the two buckets are done
     # (killed any earlier, a bucket's actor can die after its trials' last events: nothing to retry);
@@ -173,7 +176,7 @@ def test_a_worker_killed_mid_study_is_retried_or_fails_with_the_reason(cluster, 
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert all(len(t.user_attrs["history"]) == 150 for t in done)
+    assert all(len(t.user_attrs["history"]) == KILL_EPOCHS for t in done)
     if retries:  # the killed trial (or the bucket's unfinished trials) ran again on a new actor and completed
         assert len(done) == n and not failed
         retried = [t.number for t in done if t.user_attrs.get("retries") == 1]
@@ -192,7 +195,7 @@ def test_a_retry_goes_to_another_node_when_one_has_room(cluster, tmp_path):
     c.wait_for_nodes()
     try:
         storage, name = f"sqlite:///{tmp_path / 'a.db'}", "avoid"
-        space = {"base": {**SPACE["base"], "training": {"epochs": 150, "threads": 1}},
+        space = {"base": {**SPACE["base"], "training": {"epochs": KILL_EPOCHS, "threads": 1}},
                  "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
         killer = _kill_a_trial_actor_when_one_trial_is_done(storage, name, count=2)  # #2, #3 just started
         res = tunelab.tune(space, trials=4, storage=storage, study=name, seed=0, executor="ray", workers=2,
@@ -215,7 +218,7 @@ def test_a_node_killed_mid_study_leaves_no_trial_running_and_keeps_every_complet
     victim = c.add_node(num_cpus=1)
     c.wait_for_nodes()
     storage = f"sqlite:///{tmp_path / 'n.db'}"
-    space = {"base": {**SPACE["base"], "training": {"epochs": 150, "threads": 1}},
+    space = {"base": {**SPACE["base"], "training": {"epochs": KILL_EPOCHS, "threads": 1}},
              "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}}
 
     def kill_node():  # once a trial is complete and the victim node trains one
@@ -233,7 +236,7 @@ def test_a_node_killed_mid_study_leaves_no_trial_running_and_keeps_every_complet
     done = [t for t in runs if t.state == TrialState.COMPLETE]
     failed = [t for t in runs if t.state == TrialState.FAIL]
     assert len(done) + len(failed) == trials and len(done) >= trials - 2
-    assert all(len(t.user_attrs["history"]) == 150 for t in done)
+    assert all(len(t.user_attrs["history"]) == KILL_EPOCHS for t in done)
     assert all("died" in t.user_attrs["fail_reason"] for t in failed)
     assert failed or [t for t in done if t.user_attrs.get("retries")]  # the node's trials were hit
 
