@@ -15,7 +15,7 @@ floor. Both sides are populations (8 members as one stacked computation), so eit
 below 1x floor.
 
     python bench/bench_pbt.py            # 10 seeds, about a minute on one core
-    python bench/bench_pbt.py --seeds 1  # a look
+    python bench/bench_pbt.py --seeds 2  # a look (the paired test needs two seeds at least)
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
     args = ap.parse_args()
+    if args.seeds < 2:
+        ap.error(f"--seeds={args.seeds} is too few; allowed: 2 or more (a standard deviation and a paired test)")
     up = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(up)
     # one such MLP (lr at the geometric middle of the searched range), one thread, before any study

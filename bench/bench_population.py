@@ -226,8 +226,7 @@ def tiny(repeats: int) -> dict:
     out = {}
     for ex, rows in runs.items():
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-        # inline: one thread; population: one process, 2 threads (set above)
-        f = floor(med["wall"], int(med["epochs"]), one_epoch, cores_in_use(1, 1 if ex == "inline" else 2))
+        f = floor(med["wall"], int(med["epochs"]), one_epoch, cores_in_use(*SHAPE[ex]))  # threads set above
         print(f"| {ex} | {256 / med['wall']:.1f} | {med['wall']:.1f} | {med['executor']:.1f} | {med['storage']:.1f} "
               f"| {med['ask']:.1f} | {med['driver']:.1f} | {f['epochs']} | {f['cores']} | {f['floor']:.1f} "
               f"| {ratio(f['x_floor'])} |")
