@@ -57,9 +57,13 @@ def tunelab_loop(cfg, data):
     return lambda: fit(run_cfg, data, model).history[0]["seconds"]
 
 
-def bare_loop(cfg, data, fused: bool = False):
-    """Hand-written loop over pre-sliced batches, same accounting and validation pass."""
+def bare_loop(cfg, data, fused: bool = False, train_eval: bool = False):
+    """Hand-written loop over pre-sliced batches, same accounting and validation pass (and, with
+    ``train_eval``, the evaluation of the training subset that fit() measures each epoch)."""
+    from tunelab.trainer.fit import train_eval_subset
+
     model = _model(cfg, data)
+    x_fit, y_fit = train_eval_subset(data, cfg) if train_eval else (None, None)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if fused else {}))
     bs = cfg.training.batch_size
     gen = torch.Generator().manual_seed(0)
@@ -80,6 +84,8 @@ def bare_loop(cfg, data, fused: bool = False):
             loss_sum += loss.detach() * len(yb)
             correct += (logits.detach().argmax(1) == yb).sum()
         _ = loss_sum.item(), correct.item()
+        if x_fit is not None:
+            evaluate(model, x_fit, y_fit, cfg.training.eval_batch_size)
         evaluate(model, data.x_val, data.y_val, cfg.training.eval_batch_size)
         return time.perf_counter() - t0
 

@@ -89,7 +89,7 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = (), *, epochs: Option
     plan = plan_resume(run_dir, overrides, epochs, checkpoint, model_given=model is not None)
     run = prepare(plan.cfg, model=model)
     if plan.threads is not None:  # auto threads: keep the count the run started with
-        from tunelab.trainer.prepare import set_threads
+        from tunelab.trainer.threads import set_threads
 
         set_threads(plan.threads)
     extra = {"custom_schedule": schedule is not None, "custom_model": model is not None}
@@ -102,7 +102,6 @@ def _execute(run, run_dir: Optional[Path], payload, extra: dict, event: Optional
              test: bool = True) -> RunResult:
     """fit() a prepared run, with a live run folder when ``run_dir`` is given (``figure``: draw
     curves.png in it; ``test``: read the test set at the end)."""
-    from tunelab.report.figures import write_curves
     from tunelab.trainer.live import LiveFolder
     from tunelab.trainer.runfolder import write_run
     from tunelab.trainer.tensorboard import open_log
@@ -132,11 +131,20 @@ def _execute(run, run_dir: Optional[Path], payload, extra: dict, event: Optional
         if tb is not None:  # closed even when fit raises: the events so far stay readable
             tb.close(result)
     result.config, result.run_dir = cfg, None
+    if result.startup is not None:  # this process's first run: where its seconds before the first step went
+        extra = {**extra, "startup": result.startup}
     if folder is not None:
-        result.run_dir = write_run(run_dir, cfg, result, extra, figure=write_curves if figure else None)
+        result.run_dir = write_run(run_dir, cfg, result, extra, figure=_write_curves if figure else None)
         folder.set_status(result.status, epoch=result.epochs_run, step=0,
                           best_val_accuracy=result.summary()["best_val_accuracy"])
     return result
+
+
+def _write_curves(*args, **kwargs) -> None:
+    """curves.png: matplotlib is imported when the run is over (0.4 s that were before the first step)."""
+    from tunelab.report.figures import write_curves
+
+    write_curves(*args, **kwargs)
 
 
 def _with_event(payload: Optional[dict], event: dict) -> Optional[dict]:

@@ -108,3 +108,24 @@ def test_mnist_bundle(shared_data: Path) -> None:
     counts = torch.bincount(b.y_train, minlength=10) + torch.bincount(b.y_val, minlength=10)
     assert counts.tolist() == MNIST_TRAIN_COUNTS
     assert not b.flippable and b.num_classes == 10
+
+
+@pytest.mark.parametrize("name,scaling", [("digits", "unit"), ("digits", "standardize"), ("digits", "none"),
+                                          ("mnist1d", "unit"), ("mnist1d", "standardize"), ("mnist", "unit")])
+def test_the_bundle_equals_numpy_scaling_bit_for_bit(name, scaling, shared_data: Path) -> None:
+    """load_data gathers and scales in torch; the reference is NumPy's apply_scaling on the same rows
+    (the float32 subtract then divide that predict's path and earlier bundles use)."""
+    from tunelab.data.sources import DATASETS
+    from tunelab.data.splits import apply_scaling, fit_scaling
+
+    cfg = DataConfig(name=name, scaling=scaling, dir=str(shared_data))
+    raw = DATASETS.get(name)(cfg)
+    before = np.array(raw.x_train)  # a copy: load_data must not write into the source's arrays
+    bundle = load_data(cfg)
+    train, val, test = split_indices(len(raw.y_train), raw.x_test is not None, cfg)
+    shift, scale = fit_scaling(raw.x_train[train], raw, scaling)
+    x_test = raw.x_train[test] if test is not None else raw.x_test
+    for got, rows in [(bundle.x_train, raw.x_train[train]), (bundle.x_val, raw.x_train[val]), (bundle.x_test, x_test)]:
+        want = torch.from_numpy(apply_scaling(rows, shift, scale))
+        assert got.dtype == torch.float32 and torch.equal(got, want)
+    np.testing.assert_array_equal(DATASETS.get(name)(cfg).x_train, before)  # mnist1d's arrays are shared

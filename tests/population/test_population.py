@@ -207,8 +207,12 @@ CNN = ["model.name=cnn", "model.channels=[4,8]", "model.hidden=[16]"]
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
 @pytest.mark.parametrize("norm", ["none", "batch", "group", "layer", "instance"])
 def test_cnn_members_as_one_grouped_convolution(norm, optimizer, data):
+    # group norm with Adam at lr 3e-3 is chaotic here: the reference against itself with 2 threads
+    # instead of 1 ends 1.1e-2 apart (AVX-512 kernels; 5.6e-7 at lr 1e-3), so that pair is not a
+    # test of the population; it trains at 1e-3 and 7e-4
+    lrs = [0.001, 0.0007] if (norm, optimizer) == ("group", "adam") else [0.003, 0.001]
     cfgs = [cfg(*CNN, f"model.norm={norm}", "model.groups=2", f"optimizer.name={optimizer}", f"training.seed={s}",
-                f"optimizer.lr={lr}") for s, lr in enumerate([0.003, 0.001])]
+                f"optimizer.lr={lr}") for s, lr in enumerate(lrs)]
     results, _ = check_population(cfgs, data)
     assert all(r.status == "completed" for r in results)
 

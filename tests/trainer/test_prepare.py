@@ -1,5 +1,6 @@
 """One run preparation: ``training.threads`` is honoured on every path that trains, and only
-``trainer/prepare.py`` sets torch's thread count or builds a model.
+``trainer/prepare.py`` builds a model (and only ``trainer/threads.py``, which it calls, sets torch's
+thread count).
 
 The thread count is observed *during* training: a global module forward hook records
 ``torch.get_num_threads()`` at every forward pass of any model. The process starts each test
@@ -57,7 +58,7 @@ def test_the_probe_sees_the_thread_count_of_a_forward_pass(two_threads):
 def test_set_threads_none_applies_the_auto_policy(two_threads, monkeypatch):
     """None is no longer "keep torch's count": it is the cores other work leaves free
     (tests/trainer/test_threads.py has the policy itself)."""
-    from tunelab.trainer import prepare as prep
+    from tunelab.trainer import threads as prep
 
     monkeypatch.setattr(prep, "usable_cores", lambda: 2)
     monkeypatch.setattr(prep, "machine_load", lambda: 1.7)  # one core busy elsewhere
@@ -170,13 +171,13 @@ def test_process_workers_keep_their_share_unless_training_threads_is_set():
 
 
 # ---------------------------------------------------------------------------- one preparation
-def _calls_outside_prepare(names: set[str]) -> list[str]:
-    """``file:line name`` for every call of (or import of) ``names`` in src/tunelab,
-    except trainer/prepare.py and nn/ (where build_model is defined)."""
+def _calls_outside(names: set[str], allowed: tuple[str, ...]) -> list[str]:
+    """``file:line name`` for every call of (or import of) ``names`` in src/tunelab, except in the
+    files (or folders, ending in /) ``allowed``."""
     found = []
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC).as_posix()
-        if rel == "trainer/prepare.py" or rel.startswith("nn/"):
+        if rel in allowed or any(a.endswith("/") and rel.startswith(a) for a in allowed):
             continue
         for node in ast.walk(ast.parse(path.read_text(), filename=rel)):
             if isinstance(node, ast.Call):
@@ -189,13 +190,18 @@ def _calls_outside_prepare(names: set[str]) -> list[str]:
     return found
 
 
-def test_nothing_but_prepare_sets_threads_or_builds_a_model():
+def _called_in(rel: str) -> set:
+    tree = ast.parse((SRC / rel).read_text())
+    return {getattr(n.func, "attr", getattr(n.func, "id", None)) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+
+
+def test_nothing_but_prepare_builds_a_model_and_nothing_but_the_thread_policy_sets_threads():
     assert (SRC / "trainer" / "prepare.py").is_file() and (SRC / "nn").is_dir()
-    assert _calls_outside_prepare({"set_num_threads", "build_model"}) == []
-    # the scan finds what it looks for: prepare.py itself calls both
-    own = ast.parse((SRC / "trainer" / "prepare.py").read_text())
-    called = {getattr(n.func, "attr", getattr(n.func, "id", None)) for n in ast.walk(own) if isinstance(n, ast.Call)}
-    assert {"set_num_threads", "build_model"} <= called
+    assert _calls_outside({"build_model"}, ("trainer/prepare.py", "nn/")) == []
+    assert _calls_outside({"set_num_threads"}, ("trainer/threads.py",)) == []
+    # the scan finds what it looks for: the two files call them
+    assert "build_model" in _called_in("trainer/prepare.py")
+    assert "set_num_threads" in _called_in("trainer/threads.py")
 
 
 def test_prepare_builds_the_same_initial_weights_for_a_seed():

@@ -18,8 +18,9 @@ import pytest
 import torch
 
 import tunelab
-from tunelab.trainer import prepare as prep
-from tunelab.trainer.prepare import auto_threads, set_threads
+from tunelab import timing
+from tunelab.trainer import threads as prep
+from tunelab.trainer.threads import CpuReading, auto_threads, decide_threads, set_threads
 
 from .test_prepare import thread_probe
 
@@ -178,23 +179,120 @@ def test_own_load_folds_this_process_in_like_the_kernel(monkeypatch):
     assert prep._own_load() == pytest.approx(2 * (1 - math.exp(-1)) * math.exp(-1))
 
 
-def test_machine_load_takes_the_larger_reading_and_reuses_it_briefly(monkeypatch):
+def test_machine_load_is_the_reading_of_now_not_the_load_average(monkeypatch):
+    """The load average still counts a command that ended a minute ago (0.74-0.81 on a quiet 2-core
+    machine after three 2-epoch runs): it is read only where no instantaneous reading exists."""
     clock = Clock()
     monkeypatch.setattr(prep, "time", clock)
     monkeypatch.setattr(prep, "_LAST_LOAD", [])
-    monkeypatch.setattr(prep.os, "getloadavg", lambda: (3.0, 2.0, 1.0))
-    monkeypatch.setattr(prep, "_own_load", lambda: 1.0)
-    monkeypatch.setattr(prep, "_busy_elsewhere", lambda window: 0.5)
-    assert prep.machine_load() == pytest.approx(2.0)  # the average less this process's part
-    monkeypatch.setattr(prep, "_busy_elsewhere", lambda window: 2.5)
+    monkeypatch.setattr(prep.os, "getloadavg", lambda: (0.81, 0.5, 0.2))
+    monkeypatch.setattr(prep, "_own_load", lambda: 0.0)
+    monkeypatch.setattr(prep, "_busy_now", lambda ours=(): 0.02)
+    assert prep.machine_load() == pytest.approx(0.02)  # quiet now: the finished command is not counted
+    monkeypatch.setattr(prep, "_busy_now", lambda ours=(): 1.6)
     clock.now += 1.0
-    assert prep.machine_load() == pytest.approx(2.0)  # within 2 s: the same reading
+    assert prep.machine_load() == pytest.approx(0.02)  # within 2 s: the same reading
     clock.now += 2.0
-    assert prep.machine_load() == pytest.approx(2.5)  # a load that began seconds ago
-    monkeypatch.delattr(prep.os, "getloadavg")  # Windows: no load average
-    monkeypatch.setattr(prep, "_busy_elsewhere", lambda window: None)
+    assert prep.machine_load() == pytest.approx(1.6)  # a load that began a moment ago
+    monkeypatch.setattr(prep, "_busy_now", lambda ours=(): None)  # no /proc/stat (macOS)
+    clock.now += 2.0
+    assert prep.machine_load() == pytest.approx(0.81)  # then the load average, less our part
+    monkeypatch.delattr(prep.os, "getloadavg")  # Windows: nothing at all
     clock.now += 2.0
     assert prep.machine_load() == 0.0
+
+
+# ---------------------------------------------------------------------------- scripted readings
+@pytest.mark.parametrize("reading,expected", [
+    # idle after a finished command: the average remembers it, the reading of now does not
+    (CpuReading(cores=2, quota=None, torch_default=2, busy_elsewhere=0.02, load_average=0.81), 2),
+    (CpuReading(2, None, 2, busy_elsewhere=0.0, load_average=1.9), 2),
+    (CpuReading(2, None, 2, busy_elsewhere=1.0, load_average=1.0), 1),     # one busy core
+    (CpuReading(2, None, 2, busy_elsewhere=0.55, load_average=0.1), 1),    # one that began a moment ago
+    (CpuReading(2, None, 2, busy_elsewhere=2.0, load_average=2.0), 1),     # two busy cores: never 0
+    (CpuReading(16, None, 16, busy_elsewhere=2.0, load_average=0.3), 14),  # two busy of 16
+    (CpuReading(16, 4.0, 16, busy_elsewhere=0.0, load_average=0.0), 4),    # a cgroup quota of 4 CPUs
+    (CpuReading(16, 2.5, 16, busy_elsewhere=0.0, load_average=0.0), 3),    # a fractional quota: its ceiling
+    (CpuReading(16, 4.0, 16, busy_elsewhere=1.0, load_average=0.0), 3),    # the quota, less the busy core
+    (CpuReading(16, None, 3, busy_elsewhere=0.0, load_average=0.0), 3),    # OMP_NUM_THREADS=3
+    (CpuReading(2, None, 2, busy_elsewhere=None, load_average=0.81), 1),   # no /proc/stat: the average
+    (CpuReading(2, None, 2, busy_elsewhere=None, load_average=None), 2),   # nothing known: every core
+], ids=["quiet-after-a-command", "quiet-average-high", "one-busy", "one-just-started", "two-busy",
+        "two-busy-of-16", "quota-4", "quota-2.5", "quota-less-busy", "omp-3", "no-proc-stat", "nothing-known"])
+def test_the_policy_decides_from_scripted_readings(reading, expected):
+    assert decide_threads(reading) == expected
+
+
+def test_workers_of_one_study_share_what_the_reading_leaves_free():
+    reading = CpuReading(8, None, 8, busy_elsewhere=2.0, load_average=5.0)
+    assert [decide_threads(reading, w) for w in (1, 2, 3, 6, 7)] == [6, 3, 2, 1, 1]
+
+
+def test_the_first_reading_uses_the_window_since_tunelab_was_imported(monkeypatch):
+    """No sleep: the seconds of torch's import are the window; this process's own CPU is not counted."""
+    clock = Clock()
+    monkeypatch.setattr(prep, "time", clock)
+    clock.now, clock.cpu = 0.5, 0.4  # 0.5 s after the mark; we used 0.4 CPU-s importing
+    monkeypatch.setattr(timing, "CPU_MARK", [0.0, 100.0, 0.0])
+    monkeypatch.setattr(prep, "_busy_cpu_seconds", lambda: 100.9)  # 0.9 CPU-s busy on all cores
+    assert prep._busy_now() == pytest.approx(1.0)  # (0.9 - 0.4) / 0.5: one core busy elsewhere
+    assert clock.slept == [] and timing.CPU_MARK == []  # used once
+    busy = iter([100.9, 100.9])
+    monkeypatch.setattr(prep, "_busy_cpu_seconds", lambda: next(busy))
+    assert prep._busy_now() == 0.0 and clock.slept == [prep._LOAD_WINDOW_S]  # then a sample of its own
+
+
+@pytest.mark.parametrize("age", [0.01, 5.0], ids=["too-young", "too-old"])
+def test_a_mark_too_young_or_too_old_is_not_a_window_of_now(monkeypatch, age):
+    clock = Clock()
+    monkeypatch.setattr(prep, "time", clock)
+    clock.now = age
+    monkeypatch.setattr(timing, "CPU_MARK", [0.0, 0.0, 0.0])
+    counters = iter([50.0, 50.0])
+    monkeypatch.setattr(prep, "_busy_cpu_seconds", lambda: next(counters))
+    assert prep._busy_now() == 0.0 and clock.slept == [prep._LOAD_WINDOW_S]
+
+
+def _spinners(n: int) -> list:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def _fresh_process_threads() -> tuple[int, int]:
+    """The thread count a new process's run would take (training.threads null), as tunelab train decides."""
+    code = ("import tunelab.trainer.threads as t; t.set_threads(None); import torch; "
+            "print(torch.get_num_threads(), t.usable_cores())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    threads, cores = map(int, out.split())
+    return threads, cores
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
+@pytest.mark.parametrize("busy", [1, 2])
+def test_a_new_process_beside_busy_processes_takes_fewer_threads(busy):
+    """Real competing processes: one or two spinning interpreters; a fresh process reading the machine
+    leaves their cores to them (on a 2-core machine: 1 thread)."""
+    children = _spinners(busy)
+    try:
+        time.sleep(0.3)  # the interpreters start and spin
+        threads, cores = _fresh_process_threads()
+    finally:
+        for c in children:
+            c.kill()
+            c.wait()
+    assert threads == max(1, cores - busy)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
+def test_work_that_has_ended_is_not_counted():
+    """A competing process that ran and ended just before (as a previous command): the next reading
+    sees the cores free again (the load average would still count it)."""
+    for c in _spinners(2):
+        time.sleep(0.6)
+        c.kill()
+        c.wait()
+    time.sleep(0.05)
+    seen = prep._busy_elsewhere(0.3)
+    assert seen is not None and seen < 0.5
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")

@@ -28,7 +28,7 @@ def evaluate_command(
     from tunelab.analysis.predict import evaluate_run
     from tunelab.cli.common import jsonable
     from tunelab.trainer.load import load_run
-    from tunelab.trainer.prepare import set_threads
+    from tunelab.trainer.threads import set_threads
 
     run = load_run(run_dir)
     set_threads(run.cfg.training.threads)

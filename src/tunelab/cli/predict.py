@@ -31,7 +31,7 @@ def predict_command(
     """
     from tunelab.analysis.predict import predict_files
     from tunelab.trainer.load import load_run
-    from tunelab.trainer.prepare import set_threads
+    from tunelab.trainer.threads import set_threads
     from tunelab.trainer.runfolder import check_writable
 
     if out is not None:

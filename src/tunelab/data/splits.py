@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -106,12 +107,31 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> DataBundle
     """
     raw = DATASETS.get(cfg.name)(cfg)
     train, val, test = split_indices(len(raw.y_train), raw.x_test is not None, cfg)
-    x, y = raw.x_train, raw.y_train
-    x_test, y_test = (x[test], y[test]) if test is not None else (raw.x_test, raw.y_test)
-    x_train = x[train]
-    shift, scale = fit_scaling(x_train, raw, cfg.scaling)
-    xs = [apply_scaling(a, shift, scale) for a in (x_train, x[val], x_test)]
-    ys = [np.array(a, dtype=np.int64) for a in (y[train], y[val], y_test)]  # own, writable
-    t = [torch.from_numpy(a).to(device) for pair in zip(xs, ys) for a in pair]
+    x, y = _tensor(raw.x_train), raw.y_train
+    # rows gathered and scaled by torch (multi-threaded, one new array each): 0.05 s for MNIST's
+    # 60,000 images where NumPy's index-then-subtract took 0.5 s
+    parts = [x.index_select(0, torch.from_numpy(i)) for i in (train, val)]
+    parts.append(x.index_select(0, torch.from_numpy(test)) if test is not None else _tensor(raw.x_test))
+    shift, scale = fit_scaling(parts[0].numpy(), raw, cfg.scaling)
+    xs = [_scaled(p, shift, scale) for p in parts]
+    y_test = y[test] if test is not None else raw.y_test
+    ys = [torch.from_numpy(np.array(a, dtype=np.int64)) for a in (y[train], y[val], y_test)]  # own, writable
+    t = [a.to(device) for pair in zip(xs, ys) for a in pair]
     return DataBundle(cfg.name, *t, num_classes=raw.num_classes, flippable=raw.flippable,
                       is_image=raw.is_image)
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    """A tensor over ``a``'s memory (no copy; a read-only array, memory-mapped from the cache, is
+    only read from)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.asarray(a))
+
+
+def _scaled(x: torch.Tensor, shift: np.ndarray, scale: np.ndarray) -> torch.Tensor:
+    """``apply_scaling`` in torch: the same float32 subtract, then divide (equal bit for bit), into a
+    new tensor (the source is never written)."""
+    out = torch.empty(x.shape, dtype=torch.float32)
+    torch.sub(x, torch.from_numpy(shift), out=out)
+    return out.div_(torch.from_numpy(scale))

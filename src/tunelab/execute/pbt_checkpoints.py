@@ -74,7 +74,7 @@ class CheckpointPBTExecutor:
                 self._rounds(members, Path(root), on_event)
 
     def _rounds(self, members: list["_Member"], root: Path, on_event: Callable[[Event], Decision]) -> None:
-        from tunelab.trainer.prepare import auto_threads, machine_load, usable_cores
+        from tunelab.trainer.threads import auto_threads, machine_load, usable_cores
 
         pbt = self.pbt
         threads = self.threads or auto_threads(usable_cores(), machine_load(), self.workers)
@@ -175,7 +175,7 @@ def _exploit_explore(going: list[_Member], members: list[_Member], pbt, rng, roo
 
 
 def _init_worker(threads: int) -> None:
-    from tunelab.trainer.prepare import set_threads
+    from tunelab.trainer.threads import set_threads
 
     set_threads(threads, as_default=True)
 

@@ -190,7 +190,7 @@ class PopulationExecutor:
         """At least ``n`` live workers, each on its share of the free cores."""
         import multiprocessing as mp
 
-        from tunelab.trainer.prepare import auto_threads, machine_load, usable_cores
+        from tunelab.trainer.threads import auto_threads, machine_load, usable_cores
 
         self._pool = [(p, c) for p, c in self._pool if p.is_alive()]
         threads = auto_threads(usable_cores(), machine_load(), self.workers)
@@ -235,7 +235,7 @@ def _worker_main(conn, threads: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from tunelab.config import from_dict
-    from tunelab.trainer.prepare import set_threads
+    from tunelab.trainer.threads import set_threads
 
     set_threads(threads, as_default=True)  # what training.threads null means in this process
 

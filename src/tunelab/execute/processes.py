@@ -74,7 +74,7 @@ def _worker_main(conn: Connection, threads: int, spawned: float = 0.0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     import torch
 
-    from tunelab.trainer.prepare import set_threads
+    from tunelab.trainer.threads import set_threads
 
     set_threads(threads, as_default=True)  # this worker's share is what training.threads null means here
     conn = _Locked(conn)  # the heartbeat thread sends on it too
@@ -130,7 +130,7 @@ def _beat(conn: _Locked) -> None:
 
 def _run_one(conn: Connection, number: int, payload: bytes) -> Event:
     from tunelab.execute.trial import execute_trial
-    from tunelab.trainer.prepare import set_threads
+    from tunelab.trainer.threads import set_threads
 
     fixed = {"threads": True}
 
@@ -184,7 +184,7 @@ class ProcessExecutor:
             raise ConfigError(f"start_method={start_method!r} is not known; choose one of {sorted(methods)}")
         self.workers = workers
         if threads_per_worker is None:  # the cores other work leaves free, split among the workers
-            from tunelab.trainer.prepare import auto_threads, machine_load, usable_cores
+            from tunelab.trainer.threads import auto_threads, machine_load, usable_cores
 
             threads_per_worker = auto_threads(usable_cores(), machine_load(), workers)
             self._lend: Optional[int] = None  # measured when no trial is left to start
@@ -380,7 +380,7 @@ class ProcessExecutor:
     def _free_now(self) -> int:
         """Threads the running trials may share: the workers' threads, or fewer when other work
         keeps cores busy now (one thread too many on a busy core costs far more than it gains)."""
-        from tunelab.trainer.prepare import free_cores
+        from tunelab.trainer.threads import free_cores
 
         return min(self.threads * self.workers, free_cores(self.pids()))
 

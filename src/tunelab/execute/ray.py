@@ -96,7 +96,7 @@ def _actor_class(ray):
         def __init__(self, threads: int) -> None:
             import threading
 
-            from tunelab.trainer.prepare import set_threads
+            from tunelab.trainer.threads import set_threads
 
             set_threads(threads, as_default=True)
             self._cond, self._events, self._answers = threading.Condition(), [], {}

@@ -34,7 +34,7 @@ from tunelab.config import RunConfig, to_dict
 from tunelab.data.augment import augment_batch, check_augment
 from tunelab.data.bundle import DataBundle
 from tunelab.optim import LrSchedule, build_optimizer
-from tunelab.timing import Stopwatch
+from tunelab.timing import Stopwatch, startup, startup_lap
 from tunelab.trainer.control import Control, apply_command
 from tunelab.trainer.live import LiveFolder
 from tunelab.trainer.policy import diverged_loss, early_stopping_on, epoch_end, keep_best
@@ -84,6 +84,7 @@ class RunResult:
     # (the caller's on_epoch: a search trial waits there for the driver's prune answer), folder
     # (checkpoints, history, status) and finish (restoring the best weights, the test set)
     timing: dict = field(default_factory=dict)
+    startup: Optional[dict] = None  # the process's start-up to its first step (``timing.startup``), first run only
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready fields (NaN becomes None)."""
@@ -126,6 +127,7 @@ class _Live:
         self.seen = 0  # examples stepped on in the epoch in progress
         self.perm, self.perm_pass = None, -1  # the data order of the pass over the data in progress
         self.steps = period_steps(cfg, len(data.y_train))
+        self.stepped = self.started_process = False  # a first step taken; it closed the process's start-up
 
     # ---- where a step falls: epochs are evaluation periods of ``steps`` optimizer steps; the
     # data is read in passes of ceil(n / batch_size) steps, each in its own order (with
@@ -303,6 +305,8 @@ def _train_epoch(live: _Live, on_batch) -> Optional[tuple[float, float]]:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if not live.stepped:  # the process's start-up ends here (torch.optim's first step imports torch._dynamo)
+            live.stepped, live.started_process = True, startup_lap("first step", last=True)
         live.loss_sum += loss.detach() * len(yb)
         live.correct += (logits.detach().argmax(1) == yb).sum()
         live.seen += len(yb)
@@ -374,7 +378,9 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
     gen = torch.Generator(device="cpu").manual_seed(tc.seed)
     aug_gen = torch.Generator(device=device).manual_seed(tc.seed + 1)  # augmentation draws
     torch.manual_seed(tc.seed)  # dropout draws
+    startup_lap("run folder and loop set-up")
     opt = build_optimizer(model.parameters(), cfg.optimizer)
+    startup_lap("optimizer")
     sched = LrSchedule(cfg.schedule, cfg.optimizer.lr, tc.epochs, period_steps(cfg, len(data.y_train)), schedule_fn)
     live = _Live(cfg, data, model, opt, sched, gen, aug_gen, control, folder, on_event)
     x_fit, y_fit = train_eval_subset(data, cfg)
@@ -436,6 +442,7 @@ def fit(cfg: RunConfig, data: DataBundle, model: torch.nn.Module,
                             status, message, time.perf_counter() - start, test)
     result.events, result.num_classes = list(live.state.events), data.num_classes
     result.timing = watch.seconds
+    result.startup = startup() if live.started_process else None
     return result
 
 
