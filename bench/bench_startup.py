@@ -47,7 +47,7 @@ def tunelab_run(name: str, cache: Path, out: Path) -> dict:
     subprocess.run(cmd, check=True, env=env, capture_output=True)
     wall = time.perf_counter() - t0
     result = json.loads((out / "result.json").read_text())
-    return {**result["startup"], "command wall": wall, "threads": result["threads"]}
+    return {**result["startup"], "command wall": wall, "threads taken": result["threads"]}
 
 
 def floor_run(inputs: int) -> dict:
@@ -83,13 +83,13 @@ def main() -> None:
               for cell, rows in seen.items()}
     print(f"before: {before}\nafter:  {after}")
     print(f"start-up to the first step, median of {args.rounds} rounds (s); min-max of the total in brackets")
-    head = ["cell", "total", "[min-max]"] + PARTS + ["command wall", "threads"]
+    head = ["cell", "total", "[min-max]"] + PARTS + ["command wall", "threads taken"]
     print(" | ".join(head))
     for cell, m in med.items():
         lo, hi = spread[cell]["first step"]
         if "total" in m:
             cols = [f"{m['total']:.2f}", f"[{lo:.2f}-{hi:.2f}]"] + [f"{m[p]:.3f}" for p in PARTS]
-            cols += [f"{m['command wall']:.2f}", f"{m['threads']:.0f}"]
+            cols += [f"{m['command wall']:.2f}", f"{m['threads taken']:.0f}"]
         else:  # the floor: import torch, then the first step
             cols = [f"{m['first step']:.2f}", f"[{lo:.2f}-{hi:.2f}]", f"import torch {m['import torch']:.3f}"]
             cols += [""] * (len(PARTS) - 1) + [f"{m['command wall']:.2f}", ""]

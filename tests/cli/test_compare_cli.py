@@ -66,7 +66,9 @@ def test_arms_share_initial_weights_where_shapes_allow():
 
 @pytest.mark.parametrize("argv,message", [
     (["--vary", "model.dropout"], "--vary 'model.dropout' must look like key.path=value1,value2"),
-    (["--vary", "model.dropout=0.5"], "needs a key and at least two values"),
+    (["--vary", "model.dropout="], "needs a key and at least one value"),
+    (["--vary", "model.dropout=0"], "every value is the base config's own, so there is nothing to compare"),
+    (["--vary", "optimizer={name: adam, lr: 0.001}"], "every value is the base config's own"),
     (["--vary", "model.dropout=0,2"], "model.dropout=2 is out of range"),
     (["--vary", "model.actv=relu,tanh"], "model.actv is not a config key"),
     (["--vary", "model.dropout=0,0.5", "--seeds", "1"], "--seeds=1 is out of range"),
@@ -87,6 +89,22 @@ def test_bad_compare_input_is_one_line(capsys, workdir, argv, message):
     assert main(["compare", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_one_value_is_one_arm_against_the_baseline_and_a_baseline_equal_section_is_merged(capsys, workdir):
+    """`--vary optimizer.lr=0.003` is the commonest ablation; an arm whose whole section spells out the
+    base's values is the baseline: said once, not run twice, not counted in the correction."""
+    args = ["compare", "--vary", "optimizer.lr=0.003", "--vary", "model={hidden: [8]}", "--seeds", "2",
+            "--set", "training.epochs=1", "--set", "model.hidden=[8]", "--name", "t", "--no-diagnostics",
+            "--out", str(workdir / "c")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("resolves to the base config") == 1 and 'model={"hidden": [8]}' in out
+    assert "2 arms x 2 seeds = 4 runs" in out
+    arms = sorted({t.user_attrs["arm_name"] for t in _trials(workdir)})
+    assert arms == ["baseline", "optimizer.lr=0.003"] and len(_trials(workdir)) == 4
+    analysis = json.loads((workdir / "c" / "compare.json").read_text())
+    assert len(analysis["metrics"]["test_accuracy"]["comparisons"]) == 1  # one arm: nothing to correct for
 
 
 def test_changing_the_seeds_of_a_named_compare_is_refused(capsys, workdir):

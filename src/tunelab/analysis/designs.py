@@ -18,7 +18,7 @@ import yaml
 
 from tunelab.errors import ConfigError
 
-__all__ = ["Arm", "parse_vary", "one_at_a_time", "factorial", "arm_config", "get_key"]
+__all__ = ["Arm", "parse_vary", "one_at_a_time", "factorial", "arm_config", "get_key", "merge_baseline_equal"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,13 @@ class Arm:
 
 
 def parse_vary(text: str) -> tuple[str, list[Any]]:
-    """``model.dropout=0,0.2,0.5`` or ``model.hidden=[64],[128,64]`` -> (key, values)."""
+    """``model.dropout=0,0.2,0.5`` or ``model.hidden=[64],[128,64]`` -> (key, values); one value
+    (``optimizer.lr=0.003``) is one arm against the baseline.
+
+    Example:
+        >>> parse_vary("optimizer.lr=0.003")
+        ('optimizer.lr', [0.003])
+    """
     if "=" not in text:
         raise ConfigError(f"--vary {text!r} must look like key.path=value1,value2")
     key, values = (part.strip() for part in text.split("=", 1))
@@ -44,8 +50,8 @@ def parse_vary(text: str) -> tuple[str, list[Any]]:
         raise ConfigError(f"--vary {key}: the values are refused: {e}") from None
     except yaml.YAMLError:
         raise ConfigError(f"--vary {text[:80]!r}: the values are not a YAML list") from None
-    if not key or len(parsed) < 2:
-        raise ConfigError(f"--vary {text!r} needs a key and at least two values")
+    if not key or len(parsed) < 1:
+        raise ConfigError(f"--vary {text!r} needs a key and at least one value")
     if len({json.dumps(v, sort_keys=True) for v in parsed}) != len(parsed):
         raise ConfigError(f"--vary {text!r} repeats a value")
     return key, parsed
@@ -94,3 +100,25 @@ def arm_config(base: dict, arm: Arm, seed: int) -> dict:
     raw = copy.deepcopy(base)
     overrides = [f"{k}={json.dumps(v)}" for k, v in arm.overrides.items()] + [f"training.seed={seed}"]
     return to_dict(from_dict(raw, overrides))
+
+
+def merge_baseline_equal(base: dict, arms: Sequence[Arm]) -> tuple[list[Arm], list[str]]:
+    """``arms`` without those whose resolved config is the baseline's, however written (a dotted key
+    at its default, a whole section spelling out the base's values): they are the baseline, run once
+    and not counted in the correction. Returns (arms kept, names merged).
+
+    Example:
+        >>> arms = one_at_a_time({}, [("optimizer", [{"name": "adam", "lr": 0.001}, {"name": "sgd"}])])
+        >>> kept, merged = merge_baseline_equal({}, arms)
+        >>> [a.name for a in kept], merged
+        (['baseline', 'optimizer={"name": "sgd"}'], ['optimizer={"name": "adam", "lr": 0.001}'])
+    """
+    baseline = next(a for a in arms if a.baseline)
+    same = arm_config(base, baseline, 0)
+    kept, merged = [], []
+    for arm in arms:
+        if not arm.baseline and arm_config(base, arm, 0) == same:
+            merged.append(arm.name)
+        else:
+            kept.append(arm)
+    return kept, merged

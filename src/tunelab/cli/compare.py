@@ -141,7 +141,7 @@ def compare_command(
 ) -> None:
     """Run every arm over the same seeds and say which changes help, by how much, and whether N seeds can tell."""
     from tunelab.analysis.compare import METRICS, chance_level, check_target
-    from tunelab.analysis.designs import arm_config, factorial as full, one_at_a_time, parse_vary
+    from tunelab.analysis.designs import arm_config, factorial as full, merge_baseline_equal, one_at_a_time, parse_vary
     from tunelab.api import as_config
     from tunelab.config import to_dict
     from tunelab.search.compare import run_compare
@@ -162,11 +162,19 @@ def compare_command(
     arms = (full if factorial else one_at_a_time)(cfg, varies)
     for arm in arms:  # every arm's config is valid before anything runs
         arm_config(cfg, arm, 0)
+    arms, merged = merge_baseline_equal(cfg, arms)
+    if len(arms) < 2:
+        raise ConfigError(f"--vary {' '.join(vary)}: every value is the base config's own, so there is nothing "
+                          f"to compare; give a value that differs from the base")
     name = name or _name(base, varies, list(range(seeds)), factorial, set_)
     out = out or Path("runs") / f"compare-{name}"
     args = sys.argv[1:]
     command = "tunelab " + " ".join(shlex.quote(a) for a in args)
     console = make_console()
+    if merged:
+        console.print(f"note: {'; '.join(merged)} resolve{'s' if len(merged) == 1 else ''} to the base config: "
+                      f"that is the baseline, run once and not counted in the correction", highlight=False,
+                      soft_wrap=True)
     console.print(f"compare {name}: {len(arms)} arms x {seeds} seeds = {len(arms) * seeds} runs", highlight=False)
     started = time.perf_counter()
     live = console.is_terminal  # a log or a pipe gets one line per run instead
