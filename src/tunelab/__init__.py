@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab import timing as _timing  # noqa: F401 - marks the start: the clock and the CPU counters
 from tunelab.errors import ConfigError, DataError, TrialError, TunelabError  # no dependencies: eager
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # public name -> the module that defines it
 _LAZY = {

@@ -96,7 +96,9 @@ class OptimizerConfig:
     name: str = opt("adam", "optimizer", registry="tunelab.optim.optimizers:OPTIMIZERS")
     lr: Optional[float] = opt(None, "learning rate (default depends on the optimizer)",
                               lo=0.0, lo_open=True)
-    momentum: float = opt(0.9, "momentum of 'momentum' and 'nesterov'", lo=0.0, hi=1.0, hi_open=True)
+    momentum: Optional[float] = opt(None, "momentum of 'momentum' and 'nesterov' (default 0.9) and of 'rmsprop' "
+                                          "(default 0, torch's); the others take none (0)", lo=0.0, hi=1.0,
+                                    hi_open=True)
     betas: list[float] = opt([0.9, 0.999], "adam/adamw betas")
     eps: Optional[float] = opt(None, "numerical epsilon (default: torch's for the optimizer)",
                                lo=0.0, lo_open=True)
@@ -388,6 +390,7 @@ def _cross_check(cfg: RunConfig) -> None:
         raise ConfigError(f"data.path={cfg.data.path!r} is only used with data.name csv, npz or images; "
                           f"got data.name={cfg.data.name!r}")
     _check_per_block(cfg.model)
+    _check_momentum(cfg.optimizer)
     if cfg.model.residual and cfg.model.name != "mlp":
         raise ConfigError(f"model.residual=true applies to model.name='mlp'; got model.name={cfg.model.name!r}")
     _check_no_validation(cfg)
@@ -400,6 +403,53 @@ def _cross_check(cfg: RunConfig) -> None:
 
 
 _PATH_SOURCES = ("csv", "npz", "images")
+
+
+def _check_momentum(o: OptimizerConfig) -> None:
+    """optimizer.momentum is read by momentum, nesterov and rmsprop only: elsewhere a value above 0 is refused."""
+    from tunelab.optim.optimizers import MOMENTUM_USERS
+
+    if o.momentum and o.name not in MOMENTUM_USERS:
+        hint = " (momentum SGD is optimizer.name='momentum')" if o.name == "sgd" else ""
+        raise ConfigError(f"optimizer.momentum={o.momentum!r} is not used by optimizer.name={o.name!r}{hint}; "
+                          f"allowed: 0 or unset, or optimizer.name one of {list(MOMENTUM_USERS)}")
+
+
+def saved_config(raw: Any, before_0_2: bool = False) -> Any:
+    """A run folder's config.yaml as this version reads it: tunelab 0.1.0 saved optimizer.momentum 0.9
+    for every optimizer and applied it in momentum and nesterov only, so where it went unused it reads
+    as 0 (what that run trained with) instead of being refused. ``before_0_2``: the folder is known to
+    come from 0.1.0 (its result.json records no versions), so an rmsprop run's 0.9 was not applied either."""
+    from tunelab.optim.optimizers import MOMENTUM_USERS
+
+    o = raw.get("optimizer") if isinstance(raw, dict) else None
+    if isinstance(o, dict) and o.get("name", "adam") not in MOMENTUM_USERS and o.get("momentum") == 0.9:
+        raw = {**raw, "optimizer": {**o, "momentum": 0.0}}
+    elif before_0_2 and isinstance(o, dict) and o.get("name") == "rmsprop" and o.get("momentum") == 0.9:
+        raw = {**raw, "optimizer": {**o, "momentum": 0.0}}  # a saved rmsprop run: momentum was not applied
+    return raw
+
+
+# the optimizer keys whose default depends on optimizer.name
+NAME_DEFAULTS = ("lr", "eps", "momentum")
+
+
+def follow_optimizer_name(before: Any, section: Any, given: Sequence[str] = ()) -> None:
+    """An override that changes ``optimizer.name`` takes the new optimizer's own lr, eps and momentum
+    where ``section`` (edited in place) still holds the old optimizer's defaults: a resolved base of
+    momentum SGD (lr 0.05, momentum 0.9) switched to adam trains adam at lr 1e-3, not 0.05. Keys in
+    ``given`` were set along with the name and stay."""
+    from tunelab.optim.optimizers import default_eps, default_lr, default_momentum
+
+    if not isinstance(before, dict) or not isinstance(section, dict):
+        return
+    old, new = before.get("name", "adam"), section.get("name", "adam")
+    if old == new or not isinstance(old, str):
+        return
+    defaults = {"lr": default_lr, "eps": default_eps, "momentum": default_momentum}
+    for key in NAME_DEFAULTS:
+        if key not in given and key in section and section[key] is not None and section[key] == before.get(key) == defaults[key](old):
+            del section[key]
 
 
 def _check_per_block(m: ModelConfig) -> None:
@@ -483,7 +533,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), parsed
 
 
-def _apply_override(raw: dict, path: list[str], value: Any) -> None:
+def _apply_override(raw: dict, path: list[str], value: Any, given: Sequence[str] = ()) -> None:
+    """Set one dotted override; ``given``: the optimizer keys other overrides set (they stay when this
+    one changes optimizer.name)."""
+    import copy
+
+    before = copy.deepcopy(raw.get("optimizer")) if path == ["optimizer", "name"] else None
+    _set_override(raw, path, value)
+    if before is not None:
+        follow_optimizer_name(before, raw.get("optimizer"), given)
+
+
+def _set_override(raw: dict, path: list[str], value: Any) -> None:
     node = raw
     for part in path[:-1]:
         child = node.get(part)
@@ -502,9 +563,10 @@ def from_dict(raw: dict | None, overrides: Sequence[str] = ()) -> RunConfig:
     raw = copy.deepcopy(raw) if raw is not None else {}  # an empty file is all defaults; [] or 0 is not
     if not isinstance(raw, dict):
         raise ConfigError(f"config must be a mapping of sections, got {type(raw).__name__} {_short(raw)}")
-    for text in overrides:
-        path, value = parse_override(text)
-        _apply_override(raw, path, value)
+    parsed = [parse_override(text) for text in overrides]
+    given = [path[1] for path, _ in parsed if len(path) == 2 and path[0] == "optimizer"]
+    for path, value in parsed:
+        _apply_override(raw, path, value, given)
     cfg = _build(RunConfig, raw, "")
     _check_defaults(cfg)
     cfg = _resolve_steps(cfg)
@@ -516,11 +578,12 @@ def from_dict(raw: dict | None, overrides: Sequence[str] = ()) -> RunConfig:
 
 def _resolve(cfg: RunConfig) -> RunConfig:
     """Fill in the defaults that depend on other fields, so a saved config is fully explicit."""
-    from tunelab.optim.optimizers import default_eps, default_lr
+    from tunelab.optim.optimizers import default_eps, default_lr, default_momentum
 
     o, s = cfg.optimizer, cfg.schedule
     o = dataclasses.replace(o, lr=o.lr if o.lr is not None else default_lr(o.name),
-                            eps=o.eps if o.eps is not None else default_eps(o.name))
+                            eps=o.eps if o.eps is not None else default_eps(o.name),
+                            momentum=o.momentum if o.momentum is not None else default_momentum(o.name))
     gamma = s.gamma if s.gamma is not None else (0.95 if s.name == "exponential" else 0.1)
     return dataclasses.replace(cfg, optimizer=o, schedule=dataclasses.replace(s, gamma=gamma))
 

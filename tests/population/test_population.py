@@ -189,6 +189,20 @@ def test_each_optimizer_member_by_member_with_torch_kernels(name, data, monkeypa
     assert seen == [True] and all(r.status == "completed" for r in results)
 
 
+@pytest.mark.parametrize("per_member", [False, True])
+def test_rmsprop_momentum_per_member_equals_torch(per_member, data, monkeypatch):
+    """rmsprop applies optimizer.momentum as torch.optim.RMSprop does (a buffer from zeros), a member
+    with momentum 0 beside one with 0.9 included, vectorized and member by member."""
+    import tunelab.population.optim as optim
+
+    if per_member:
+        monkeypatch.setattr(optim, "PER_MEMBER_AT", 0)
+    cfgs = [cfg("optimizer.name=rmsprop", "model.hidden=[32,32]", "optimizer.lr=0.001", f"optimizer.momentum={mu}",
+                f"training.seed={s}") for s, mu in enumerate([0.9, 0.0])]
+    results, _ = check_population(cfgs, data)
+    assert all(r.status == "completed" for r in results)
+
+
 def test_member_by_member_state_follows_members_through_compaction(data, monkeypatch):
     import tunelab.population.optim as optim
 

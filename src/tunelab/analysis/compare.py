@@ -22,7 +22,7 @@ from tunelab.analysis.designs import get_key
 from tunelab.analysis.stats import fisher_divergence, holm, paired_comparison, summarize, verdict
 from tunelab.errors import ConfigError
 
-__all__ = ["METRICS", "BOUNDS", "display_interval", "collect_runs", "run_status", "chance_level", "check_target",
+__all__ = ["METRICS", "BOUNDS", "display_interval", "collect_runs", "run_context", "run_status", "chance_level", "check_target",
            "run_metrics", "analyze", "curve_bands", "diagnose_arms", "NOT_FAIR_GAP", "NO_GAP_VERDICT"]
 
 # metric -> (label, higher is better, display scale, unit)
@@ -228,6 +228,19 @@ def run_metrics(run: dict, target: Optional[float], chance: Optional[float] = No
             "epochs_to_target": float(reached) if reached is not None and ok else math.nan,
             "final_gap": final_gap(h) if ok and h and learned(_best_val(run), chance) else math.nan,
             "seconds": sum(e["seconds"] for e in h) if ok and h else math.nan}
+
+
+def run_context(result: dict) -> dict[str, Any]:
+    """What a run's seeded numbers are bit-identical under: threads, device and versions (empty
+    strings for a run stored before they were recorded, or one that failed before it trained).
+
+    Example:
+        >>> run_context(dict(threads=1, device="cpu", versions=dict(tunelab="0.2.0", torch="2.13.0", python="3.11.7")))
+        {'threads': 1, 'device': 'cpu', 'tunelab': '0.2.0', 'torch': '2.13.0', 'python': '3.11.7'}
+    """
+    versions = result.get("versions") if isinstance(result.get("versions"), dict) else {}
+    return {"threads": result.get("threads", ""), "device": result.get("device", ""),
+            **{k: versions.get(k, "") for k in ("tunelab", "torch", "python")}}
 
 
 def curve_bands(histories: list[list[dict]], metric: str) -> dict[str, list[float]]:

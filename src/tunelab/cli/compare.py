@@ -58,7 +58,7 @@ def finish_compare(study, design: dict, *, metric: str, target: Optional[float],
     """Analyze the stored runs and write compare.json, runs.csv and report.html into ``out``;
     print the verdict table, the runs per arm, the divergence verdicts, each arm's verdict (or
     why it has none) and the target of epochs_to_target."""
-    from tunelab.analysis.compare import analyze, collect_runs, run_metrics
+    from tunelab.analysis.compare import analyze, collect_runs, run_context, run_metrics
     from tunelab.report.assemble import _target_text, _words, compare_sections
     from tunelab.report.html import build_report, write_report
     from tunelab.search.results import write_csv
@@ -68,7 +68,7 @@ def finish_compare(study, design: dict, *, metric: str, target: Optional[float],
     out.mkdir(parents=True, exist_ok=True)
     chance = [a["chance"] for a in analysis["arms"]]
     rows = [dict(arm=r["arm_name"], seed=r["seed"], status=r["status"],
-                 **run_metrics(r, analysis["target"], chance[r["arm"]])) for r in runs]
+                 **run_metrics(r, analysis["target"], chance[r["arm"]]), **run_context(r["result"])) for r in runs]
     write_csv(rows, out / "runs.csv")
     write_json(out / "compare.json", analysis, default=_jsonable)
     diagnostics = study.user_attrs.get("diagnostics")

@@ -36,6 +36,8 @@ def _row(m: dict) -> str:
 def _summary(result) -> Table:
     table = Table(title="result", show_header=False)
     for key, value in result.summary().items():
+        if isinstance(value, dict):  # versions
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
         if value is not None and value != "":
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     table.add_row("run folder", str(result.run_dir))

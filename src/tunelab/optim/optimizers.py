@@ -22,7 +22,7 @@ import torch
 from tunelab.config import OptimizerConfig
 from tunelab.registry import Registry
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "default_lr", "default_eps"]
+__all__ = ["OPTIMIZERS", "build_optimizer", "default_lr", "default_eps", "default_momentum", "MOMENTUM_USERS"]
 
 OPTIMIZERS = Registry("optimizer.name")
 
@@ -31,6 +31,15 @@ _DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.01,
                "rmsprop": 1e-3, "adadelta": 1.0, "adam": 1e-3, "adamw": 1e-3}
 # torch.optim's own defaults, so an unset eps means exactly what torch means.
 _DEFAULT_EPS = {"adagrad": 1e-10, "adadelta": 1e-6}
+
+
+# the optimizers that read optimizer.momentum, with its default for each; the others take none
+_DEFAULT_MOMENTUM = {"momentum": 0.9, "nesterov": 0.9, "rmsprop": 0.0}
+MOMENTUM_USERS = tuple(_DEFAULT_MOMENTUM)
+
+
+def default_momentum(name: str) -> float:
+    return _DEFAULT_MOMENTUM.get(name, 0.0)
 
 
 def default_lr(name: str) -> float:
@@ -58,7 +67,7 @@ OPTIMIZERS.register("nesterov", lambda p, c: _sgd(c.momentum, True)(p, c))
 OPTIMIZERS.register("adagrad", lambda p, c: torch.optim.Adagrad(
     p, lr=c.lr, eps=c.eps, weight_decay=c.weight_decay, **_fused(torch.optim.Adagrad)))
 OPTIMIZERS.register("rmsprop", lambda p, c: torch.optim.RMSprop(
-    p, lr=c.lr, alpha=c.alpha, eps=c.eps, weight_decay=c.weight_decay))
+    p, lr=c.lr, alpha=c.alpha, eps=c.eps, momentum=c.momentum, weight_decay=c.weight_decay))
 OPTIMIZERS.register("adadelta", lambda p, c: torch.optim.Adadelta(
     p, lr=c.lr, rho=c.rho, eps=c.eps, weight_decay=c.weight_decay))
 OPTIMIZERS.register("adam", lambda p, c: torch.optim.Adam(
@@ -69,8 +78,9 @@ OPTIMIZERS.register("adamw", lambda p, c: torch.optim.AdamW(
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
     """The torch.optim optimizer named by ``cfg.name`` with ``cfg``'s hyperparameters."""
-    if cfg.lr is None or cfg.eps is None:  # a config not passed through from_dict
+    if cfg.lr is None or cfg.eps is None or cfg.momentum is None:  # a config not passed through from_dict
         import dataclasses
         cfg = dataclasses.replace(cfg, lr=cfg.lr if cfg.lr is not None else default_lr(cfg.name),
-                                  eps=cfg.eps if cfg.eps is not None else default_eps(cfg.name))
+                                  eps=cfg.eps if cfg.eps is not None else default_eps(cfg.name),
+                                  momentum=cfg.momentum if cfg.momentum is not None else default_momentum(cfg.name))
     return OPTIMIZERS.get(cfg.name)(list(params), cfg)

@@ -3,7 +3,7 @@
 ``StackedOptimizer(name, params, hyper)`` updates tensors of shape (K, ...) with per-member
 hyperparameters (each a (K,) tensor): lr, weight_decay, momentum, beta1, beta2, eps, rho, alpha.
 The rules are torch.optim's (the defaults tunelab builds: no dampening, no lr decay, not centered,
-no amsgrad); weight decay is the coupled L2 term added to the gradient, except adamw's decoupled
+no amsgrad; rmsprop's momentum as torch applies it); weight decay is the coupled L2 term added to the gradient, except adamw's decoupled
 one. ``state_for(i)`` / ``keep(index)`` read and compact the per-member state.
 
 Example:
@@ -27,11 +27,11 @@ __all__ = ["StackedOptimizer", "HYPER", "NAMES"]
 NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
 # the per-member hyperparameters each optimizer reads (lr and weight_decay: all of them)
 HYPER = {"sgd": (), "momentum": ("momentum",), "nesterov": ("momentum",), "adagrad": ("eps",),
-         "rmsprop": ("alpha", "eps"), "adadelta": ("rho", "eps"), "adam": ("beta1", "beta2", "eps"),
+         "rmsprop": ("alpha", "eps", "momentum"), "adadelta": ("rho", "eps"), "adam": ("beta1", "beta2", "eps"),
          "adamw": ("beta1", "beta2", "eps")}
 # per-parameter state buffers (zeros of the parameter's shape) of each optimizer
 _BUFFERS = {"sgd": (), "momentum": ("buf",), "nesterov": ("buf",), "adagrad": ("sum",),
-            "rmsprop": ("square_avg",), "adadelta": ("square_avg", "acc_delta"), "adam": ("exp_avg", "exp_avg_sq"),
+            "rmsprop": ("square_avg", "momentum_buffer"), "adadelta": ("square_avg", "acc_delta"), "adam": ("exp_avg", "exp_avg_sq"),
             "adamw": ("exp_avg", "exp_avg_sq")}
 
 
@@ -119,7 +119,14 @@ class StackedOptimizer:
         alpha = _b(self.hyper["alpha"], p)
         sq = st["square_avg"]
         sq.mul_(alpha).add_((1 - alpha) * g * g)
-        p.sub_(lr * g / (sq.sqrt() + _b(self.hyper["eps"], p)))
+        avg = sq.sqrt() + _b(self.hyper["eps"], p)
+        mu = self.hyper.get("momentum")
+        if mu is None or not bool((mu > 0).any()):
+            p.sub_(lr * g / avg)
+            return
+        buf = st["momentum_buffer"]  # torch's rule: buf = mu * buf + g / avg, from zeros
+        buf.mul_(_b(mu, p)).add_(g / avg)
+        p.sub_(lr * buf)
 
     def _adadelta(self, p, g, st, lr):
         rho, eps = _b(self.hyper["rho"], p), _b(self.hyper["eps"], p)
@@ -165,8 +172,9 @@ class StackedOptimizer:
                 fn(ps, gs, st["sum"], st["step"], fused=True, lr=lr, weight_decay=wd, lr_decay=0.0,
                    eps=h["eps"][i], maximize=False)
             elif self.name == "rmsprop":
-                fn(ps, gs, st["square_avg"], [], [], st["step"], foreach=False, lr=lr, alpha=h["alpha"][i],
-                   eps=h["eps"][i], weight_decay=wd, momentum=0.0, centered=False)
+                mu = h["momentum"][i] if "momentum" in h else 0.0
+                fn(ps, gs, st["square_avg"], [], st["momentum_buffer"] if mu > 0 else [], st["step"], foreach=False,
+                   lr=lr, alpha=h["alpha"][i], eps=h["eps"][i], weight_decay=wd, momentum=mu, centered=False)
             elif self.name == "adadelta":
                 fn(ps, gs, st["square_avg"], st["acc_delta"], st["step"], foreach=False, lr=lr, rho=h["rho"][i],
                    eps=h["eps"][i], weight_decay=wd, maximize=False)
@@ -212,7 +220,7 @@ def _member_state(name: str, params: Sequence[torch.Tensor]) -> dict[str, list]:
     if name == "adagrad":
         return {"sum": zeros(), "step": steps()}
     if name == "rmsprop":
-        return {"square_avg": zeros(), "step": steps()}
+        return {"square_avg": zeros(), "momentum_buffer": zeros(), "step": steps()}
     if name == "adadelta":
         return {"square_avg": zeros(), "acc_delta": zeros(), "step": steps()}
     return {"exp_avg": zeros(), "exp_avg_sq": zeros(), "step": steps()}

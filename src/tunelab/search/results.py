@@ -147,7 +147,9 @@ def study_summaries(storage: str) -> list[dict[str, Any]]:
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One flat row per trial (params as their own columns) for CSV export."""
+    """One flat row per trial (params as their own columns, then threads, device and versions) for CSV export."""
+    from tunelab.analysis.compare import run_context
+
     rows = []
     for t in study.get_trials(deepcopy=False):
         res = t.user_attrs.get("result") or {}
@@ -156,6 +158,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                    pruned_at_epoch=t.user_attrs.get("pruned_at_epoch"),
                    fail_reason=(t.user_attrs.get("fail_reason") or "").split("\n", 1)[0])
         row.update({f"param:{k}": v for k, v in _params(t).items()})
+        row.update(run_context(res))
         rows.append(row)
     return rows
 

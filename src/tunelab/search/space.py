@@ -27,6 +27,7 @@ import optuna.distributions as od
 
 from tunelab.config import from_dict as config_from_dict
 from tunelab.config import to_dict as config_to_dict
+from tunelab.config import follow_optimizer_name
 from tunelab.errors import ConfigError
 from tunelab.search.distributions import Dist, parse_dist, show
 from tunelab.search.paths import check_path, set_path
@@ -152,8 +153,12 @@ def apply_values(base: dict, values: dict[str, Any], validate: bool = True) -> d
     tree = copy.deepcopy(base) if base else {}
     needs_lists = validate and any(p.isdigit() for k in values for p in k.split("."))
     fallback = config_to_dict(config_from_dict(base)) if needs_lists else None
+    before = copy.deepcopy(tree.get("optimizer"))
     for key, value in values.items():
         set_path(tree, key, copy.deepcopy(value), fallback)
+    if "optimizer.name" in values:
+        follow_optimizer_name(before, tree.get("optimizer"),
+                              [k.split(".", 1)[1] for k in values if k.startswith("optimizer.")])
     return config_to_dict(config_from_dict(tree)) if validate else tree
 
 

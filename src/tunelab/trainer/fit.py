@@ -85,12 +85,17 @@ class RunResult:
     # (checkpoints, history, status) and finish (restoring the best weights, the test set)
     timing: dict = field(default_factory=dict)
     startup: Optional[dict] = None  # the process's start-up to its first step (``timing.startup``), first run only
+    # what a seeded result is bit-identical under (docs/reproductions.md): torch's intra-op threads
+    # at the end of the run, the device, and the versions of tunelab, torch and Python
+    threads: Optional[int] = None
+    device: Optional[str] = None
+    versions: dict = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready fields (NaN becomes None)."""
         keys = ["status", "test_accuracy", "test_loss", "val_accuracy", "val_loss",
                 "best_val_accuracy", "best_epoch", "restored_epoch", "epochs_run", "seconds", "message",
-                "num_classes"]
+                "num_classes", "threads", "device", "versions"]
         out = {k: getattr(self, k) for k in keys}
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
@@ -473,4 +478,14 @@ def finish_run(cfg, data, model, history, stop_state, best_weights, status, mess
         val_loss=pick.get("val_loss", math.nan), val_accuracy=pick.get("val_accuracy", math.nan),
         best_val_accuracy=best["val_accuracy"] if best else math.nan,
         best_epoch=int(best["epoch"]) if best else None, epochs_run=len(history), seconds=seconds,
-        message=message, model=model, restored_epoch=stop_state.best_epoch + 1 if restored else None)
+        message=message, model=model, restored_epoch=stop_state.best_epoch + 1 if restored else None,
+        threads=torch.get_num_threads(), device=str(data.x_test.device), versions=versions())
+
+
+def versions() -> dict[str, str]:
+    """The versions a seeded result depends on: tunelab, torch, Python."""
+    import platform
+
+    import tunelab
+
+    return {"tunelab": tunelab.__version__, "torch": torch.__version__, "python": platform.python_version()}

@@ -32,14 +32,27 @@ __all__ = ["make_fork", "pick_checkpoint", "read_lineage", "read_forks", "run_co
 
 def run_config(run_dir: str | Path, overrides: Sequence[str] = ()):
     """The RunConfig of a run folder (its config.yaml) with ``overrides`` applied."""
-    from tunelab.config import load_config
+    from tunelab.config import from_dict, read_yaml, saved_config
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run folder {str(run_dir)!r} does not exist")
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"run folder {str(run_dir)!r} has no config.yaml; is it a tunelab run folder?")
-    return load_config(run_dir / "config.yaml", overrides)
+    raw = saved_config(read_yaml(run_dir / "config.yaml", "config file"), before_0_2=_before_0_2(run_dir))
+    return from_dict(raw, overrides)
+
+
+def _before_0_2(run_dir: Path) -> bool:
+    """Whether the run folder was written by tunelab 0.1.0 (its result.json says so, or records no versions)."""
+    import json
+
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return False
+    versions = result.get("versions") if isinstance(result, dict) else None
+    return isinstance(result, dict) and (not isinstance(versions, dict) or versions.get("tunelab") == "0.1.0")
 
 
 def pick_checkpoint(run_dir: str | Path, source: str = "last") -> Path:

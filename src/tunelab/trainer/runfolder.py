@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import platform
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
@@ -104,15 +103,6 @@ def default_run_dir(root: str | Path, data: str, model: str) -> Path:
     return fresh_dir(root, f"{{stamp}}-{data}-{model}")
 
 
-def _versions() -> dict[str, str]:
-    import tunelab
-
-    import torch
-
-    return {"tunelab": tunelab.__version__, "torch": torch.__version__,
-            "python": platform.python_version()}
-
-
 def _history_rows(history: Sequence[dict], events: Sequence[dict]) -> list[dict]:
     """History rows with an ``interventions`` column: the commands applied during each epoch."""
     by_epoch: dict[int, list[str]] = {}
@@ -171,6 +161,6 @@ def write_run(out: str | Path, cfg: RunConfig, result: "RunResult", extra: dict[
     write_history(out / "history.csv", result.history, result.events)
     if result.history and figure is not None:
         figure(out, cfg, result)
-    summary = {**result.summary(), "versions": _versions(), **(extra or {})}
+    summary = {**result.summary(), **(extra or {})}
     write_text(out / "result.json", json.dumps(summary, indent=2) + "\n")
     return out
