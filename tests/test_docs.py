@@ -82,7 +82,13 @@ def test_documented_allowed_values_match_config_py():
     assert not wrong
 
 
-@pytest.mark.parametrize("path", sorted(p for p in (ROOT / "examples").rglob("*.yaml") if p.parent.name != "spaces"),
+def _is_space(path):
+    import yaml
+
+    return path.parent.name == "spaces" or "space" in (yaml.safe_load(path.read_text()) or {})
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (ROOT / "examples").rglob("*.yaml") if not _is_space(p)),
                          ids=lambda p: p.name)
 def test_examples_are_valid_configs(path):
     cfg = load_config(path)
@@ -104,3 +110,10 @@ def test_example_spaces_load(path):
 
     space = SearchSpace.load(path)
     assert "optimizer.lr" in space.params and len(space.stages) == 3
+
+
+def test_the_book_search_is_a_valid_space():
+    from tunelab.search.space import SearchSpace
+
+    space = SearchSpace.load(ROOT / "examples" / "book" / "ch6_search.yaml")
+    assert sorted(space.params) == ["optimizer.lr", "optimizer.weight_decay"]

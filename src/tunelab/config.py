@@ -339,7 +339,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for name in raw:
         if name not in fields:
-            where = f"{prefix}.{name}" if prefix else str(name)
+            shown = name if isinstance(name, str) and name.isprintable() else repr(name)  # one line, always
+            where = f"{prefix}.{shown}" if prefix else shown
             raise ConfigError(f"{where} is not a config key; allowed keys: {sorted(fields)}"
                               f"{_key_hint(str(name), list(fields), prefix)}")
     kwargs = {}

@@ -15,7 +15,7 @@ from tunelab.search.space import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-SPACE = SearchSpace.from_dict({"space": {
+SPACE = SearchSpace.from_dict({"base": {"optimizer": {"name": "momentum"}}, "space": {
     "optimizer.lr": {"log_uniform": [1e-5, 1.0]},
     "optimizer.momentum": {"one_minus_log": [0.5, 0.9999]},
     "model.hidden": {"choice": [[64], [128], [256, 128], [32]]},

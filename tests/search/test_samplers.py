@@ -16,6 +16,8 @@ from tunelab.search.samplers import SAMPLERS, grid_size, grid_space, make_sample
 from tunelab.search.space import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# the spaces search optimizer.momentum: an optimizer that has one
+MOMENTUM = {"optimizer": {"name": "momentum"}}
 
 GRID = {
     "optimizer.lr": {"log_uniform": [1e-4, 1e-2], "points": 3},
@@ -47,13 +49,13 @@ def _shifted_quadratic(v: dict) -> float:
 def test_registry_lists_every_sampler():
     assert SAMPLERS.names() == ["coarse-to-fine", "gp", "grid", "pbt", "random", "tpe"]
     with pytest.raises(ConfigError, match=r"--sampler='tpee' is not known; choose one of .*'tpe'"):
-        make_sampler("tpee", SearchSpace.from_dict({"space": SEARCH}))
+        make_sampler("tpee", SearchSpace.from_dict({"base": MOMENTUM, "space": SEARCH}))
     with pytest.raises(ConfigError, match=r"--sampler random does not take option 'rounds'"):
-        make_sampler("random", SearchSpace.from_dict({"space": SEARCH}), rounds=3)
+        make_sampler("random", SearchSpace.from_dict({"base": MOMENTUM, "space": SEARCH}), rounds=3)
 
 
 def test_grid_values_are_spaced_in_each_kinds_transform():
-    space = SearchSpace.from_dict({"space": GRID})
+    space = SearchSpace.from_dict({"base": MOMENTUM, "space": GRID})
     values = {k: [d.decode(u) for u in d.optuna_grid(k)] for k, d in space.params.items()}
     assert values["optimizer.lr"] == pytest.approx([1e-4, 1e-3, 1e-2])
     assert values["optimizer.momentum"] == pytest.approx([0.999, 0.99, 0.9])
@@ -68,7 +70,7 @@ def test_grid_visits_each_combination_exactly_once():
     small = {**GRID, "optimizer.lr": {"log_uniform": [1e-4, 1e-2], "points": 2},
              "optimizer.momentum": {"one_minus_log": [0.9, 0.999], "points": 2},
              "training.epochs": {"int": [2, 3]}, "model.channels.0": {"log_int": [8, 64], "points": 2}}
-    space = SearchSpace.from_dict({"space": small})  # 64 points, one of each kind
+    space = SearchSpace.from_dict({"base": MOMENTUM, "space": small})  # 64 points, one of each kind
     seen = []
     study = optuna.create_study(sampler=make_sampler("grid", space, seed=0))
     study.optimize(_objective(space, lambda v: seen.append(v) or 0.0), n_trials=grid_size(space))
@@ -81,14 +83,14 @@ def test_grid_visits_each_combination_exactly_once():
 
 
 def test_grid_needs_points_for_a_continuous_range():
-    space = SearchSpace.from_dict({"space": {**GRID, "optimizer.lr": {"log_uniform": [1e-4, 0.1]}}})
+    space = SearchSpace.from_dict({"base": MOMENTUM, "space": {**GRID, "optimizer.lr": {"log_uniform": [1e-4, 0.1]}}})
     with pytest.raises(ConfigError, match=r"space.optimizer.lr: the grid sampler needs `points: N` "
                                           r"for a continuous range"):
         make_sampler("grid", space)
 
 
 def _proposals(name: str, seed: int, n: int = 15) -> list[dict]:
-    space = SearchSpace.from_dict({"space": SEARCH})
+    space = SearchSpace.from_dict({"base": MOMENTUM, "space": SEARCH})
     study = optuna.create_study(sampler=make_sampler(name, space, seed))
     study.optimize(_objective(space, _shifted_quadratic), n_trials=n)
     return [t.params for t in study.trials]
@@ -102,7 +104,7 @@ def test_same_seed_same_proposals(name):
 
 
 def _mean_best(name: str, seeds: range, n_trials: int) -> float:
-    space = SearchSpace.from_dict({"space": SEARCH})
+    space = SearchSpace.from_dict({"base": MOMENTUM, "space": SEARCH})
     bests = []
     for seed in seeds:
         study = optuna.create_study(sampler=make_sampler(name, space, seed))
@@ -117,7 +119,7 @@ def test_tpe_beats_random_at_a_fixed_budget():
 
 
 def test_gp_builds_and_proposes_inside_the_space():
-    space = SearchSpace.from_dict({"space": {**SEARCH, "model.hidden": {"choice": [[64], [128, 64]]},
+    space = SearchSpace.from_dict({"base": MOMENTUM, "space": {**SEARCH, "model.hidden": {"choice": [[64], [128, 64]]},
                                              "training.epochs": {"log_int": [1, 50]}}})
     sampler = make_sampler("gp", space, seed=0, n_startup_trials=4)
     assert isinstance(sampler, optuna.samplers.GPSampler)
@@ -132,7 +134,7 @@ def test_gp_builds_and_proposes_inside_the_space():
 
 
 def test_coarse_to_fine_is_registered_with_its_options():
-    space = SearchSpace.from_dict({"space": SEARCH})
+    space = SearchSpace.from_dict({"base": MOMENTUM, "space": SEARCH})
     sampler = make_sampler("coarse-to-fine", space, seed=0, round_size=7, keep=0.5)
     assert isinstance(sampler, CoarseToFineSampler)
     assert (sampler.round_size, sampler.keep, sampler.margin) == (7, 0.5, 0.1)

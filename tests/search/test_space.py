@@ -15,6 +15,8 @@ from tunelab.errors import ConfigError
 from tunelab.search.distributions import parse_dist
 from tunelab.search.space import SearchSpace
 
+# the spaces search optimizer.momentum: an optimizer that has one
+MOMENTUM = {"optimizer": {"name": "momentum"}}
 FULL = {
     "optimizer.lr": {"log_uniform": [1e-4, 1e-1]},
     "optimizer.momentum": {"one_minus_log": [0.9, 0.999]},
@@ -36,11 +38,11 @@ def _write(path: Path, data: dict) -> Path:
 # ------------------------------------------------------------------------ loading
 
 def test_base_path_is_relative_to_the_space_file(tmp_path, monkeypatch):
-    _write(tmp_path / "spaces" / "base.yaml", {"optimizer": {"name": "sgd"}, "training": {"epochs": 7}})
+    _write(tmp_path / "spaces" / "base.yaml", {"optimizer": {"name": "nesterov"}, "training": {"epochs": 7}})
     space_file = _write(tmp_path / "spaces" / "s.yaml", {"base": "base.yaml", "space": FULL})
     monkeypatch.chdir(tmp_path)  # cwd holds no base.yaml: it must be found beside the space file
     space = SearchSpace.load(space_file)
-    assert space.base == {"optimizer": {"name": "sgd"}, "training": {"epochs": 7}}
+    assert space.base == {"optimizer": {"name": "nesterov"}, "training": {"epochs": 7}}
     assert list(space.params) == list(FULL)
     assert space.stages == [list(FULL)]
 
@@ -59,20 +61,20 @@ def test_missing_base_file_names_the_places_looked(tmp_path):
 
 
 def test_inline_base_and_default_objective():
-    space = SearchSpace.from_dict({"base": {"optimizer": {"name": "adam"}}, "space": FULL})
-    assert space.base == {"optimizer": {"name": "adam"}}
+    space = SearchSpace.from_dict({"base": {"optimizer": {"name": "momentum"}}, "space": FULL})
+    assert space.base == {"optimizer": {"name": "momentum"}}
     assert (space.objective_metric, space.direction) == ("val_accuracy", "maximize")
 
 
 def test_loss_objective_defaults_to_minimize():
-    space = SearchSpace.from_dict({"objective": {"metric": "val_loss"}, "space": FULL})
+    space = SearchSpace.from_dict({"base": MOMENTUM, "objective": {"metric": "val_loss"}, "space": FULL})
     assert (space.objective_metric, space.direction) == ("val_loss", "minimize")
 
 
 def test_stages_are_kept_in_order():
     stages = [["optimizer.lr"], ["optimizer.momentum", "model.hidden", "training.batch_size"],
               ["model.dropout", "training.epochs", "model.channels.0", "optimizer.betas.1"]]
-    assert SearchSpace.from_dict({"space": FULL, "stages": stages}).stages == stages
+    assert SearchSpace.from_dict({"base": MOMENTUM, "space": FULL, "stages": stages}).stages == stages
 
 
 def test_invalid_base_is_rejected_at_load():
@@ -87,7 +89,7 @@ def test_free_form_space_skips_config_checks():
                                   validate_config=False)
     assert space.apply(None, {"net.widths.1": 2, "x.y": 0.5}) == {"net": {"widths": [4, 2]}, "x": {"y": 0.5}}
     with pytest.raises(ConfigError, match=r"space.x.y: uniform range \[1, -1\] is empty"):
-        SearchSpace.from_dict({"space": {"x.y": {"uniform": [1, -1]}}}, validate_config=False)
+        SearchSpace.from_dict({"base": MOMENTUM, "space": {"x.y": {"uniform": [1, -1]}}}, validate_config=False)
 
 
 def _one(key: str, spec: dict) -> dict:
@@ -116,9 +118,9 @@ BAD = [
     (_one("model.dropout", {"uniform": [0, 1.5]}), ["model.dropout", "1.5", "out of range"]),
     (_one("training.epochs", {"uniform": [5, 20]}), ["training.epochs", "5.0", "wrong type"]),
     (_one("optimizer.name", {"choice": ["adam", "adamm"]}), ["optimizer.name", "'adamm'"]),
-    ({"space": FULL, "stages": [list(FULL) + ["model.depth"]]}, ["stages[0]", "'model.depth'"]),
-    ({"space": FULL, "stages": [list(FULL)[1:]]}, ["stages", "'optimizer.lr'", "no stage"]),
-    ({"space": FULL, "stages": [list(FULL), ["optimizer.lr"]]}, ["stages[1]", "'optimizer.lr'", "already"]),
+    ({"base": MOMENTUM, "space": FULL, "stages": [list(FULL) + ["model.depth"]]}, ["stages[0]", "'model.depth'"]),
+    ({"base": MOMENTUM, "space": FULL, "stages": [list(FULL)[1:]]}, ["stages", "'optimizer.lr'", "no stage"]),
+    ({"base": MOMENTUM, "space": FULL, "stages": [list(FULL), ["optimizer.lr"]]}, ["stages[1]", "'optimizer.lr'", "already"]),
     ({"space": FULL, "objective": {"metric": "test_accuracy"}}, ["objective.metric", "'test_accuracy'",
                                                                  "never the objective"]),
     ({"space": FULL, "objective": {"metric": "val_acc"}}, ["objective.metric", "'val_acc'", "val_accuracy"]),
@@ -151,14 +153,14 @@ def test_yaml_number_strings_are_read_as_numbers(tmp_path):
 # ------------------------------------------------------------------------ apply
 
 def test_apply_sets_nested_keys_and_list_indices():
-    space = SearchSpace.from_dict({"base": {"model": {"name": "cnn"}}, "space": FULL})
+    space = SearchSpace.from_dict({"base": {"model": {"name": "cnn"}, **MOMENTUM}, "space": FULL})
     out = space.apply(space.base, {"optimizer.lr": 0.01, "model.channels.0": 48, "optimizer.betas.1": 0.99,
                                    "model.hidden": [512, 256, 128], "training.epochs": 9})
     assert out["optimizer"]["lr"] == 0.01 and out["optimizer"]["betas"] == [0.9, 0.99]
     assert out["model"]["channels"] == [48, 32] and out["model"]["name"] == "cnn"
     assert out["model"]["hidden"] == [512, 256, 128] and out["training"]["epochs"] == 9
     assert out["optimizer"]["eps"] is not None  # resolved: every default is explicit
-    assert space.base == {"model": {"name": "cnn"}}  # the base is not modified
+    assert space.base == {"model": {"name": "cnn"}, **MOMENTUM}  # the base is not modified
 
 
 def test_apply_resolves_defaults_after_the_searched_keys():
@@ -169,7 +171,7 @@ def test_apply_resolves_defaults_after_the_searched_keys():
 
 
 def test_apply_validates_the_combination():
-    space = SearchSpace.from_dict({"space": {"schedule.warmup_epochs": {"int": [0, 4]},
+    space = SearchSpace.from_dict({"base": MOMENTUM, "space": {"schedule.warmup_epochs": {"int": [0, 4]},
                                              "training.epochs": {"int": [2, 10]}}})
     assert space.apply(None, {"schedule.warmup_epochs": 4, "training.epochs": 10})["training"]["epochs"] == 10
     with pytest.raises(ConfigError, match="warmup_epochs=4 must be less than training.epochs=2"):
@@ -179,7 +181,7 @@ def test_apply_validates_the_combination():
 # ------------------------------------------------------------------------ Optuna round trips
 
 def test_optuna_distributions_of_every_kind():
-    d = SearchSpace.from_dict({"space": FULL}).optuna_params()
+    d = SearchSpace.from_dict({"base": MOMENTUM, "space": FULL}).optuna_params()
     assert d["optimizer.lr"] == optuna.distributions.FloatDistribution(1e-4, 0.1, log=True)
     assert "optimizer.momentum" not in d
     one = d["1-optimizer.momentum"]
@@ -192,7 +194,7 @@ def test_optuna_distributions_of_every_kind():
 
 
 def test_decode_inverts_encode_for_every_kind():
-    space = SearchSpace.from_dict({"space": {**FULL, "data.train_size": {"choice": [None, 500]},
+    space = SearchSpace.from_dict({"base": MOMENTUM, "space": {**FULL, "data.train_size": {"choice": [None, 500]},
                                              "training.early_stopping": {"choice": [
                                                  {"enabled": True, "patience": 2}, {"enabled": False}]}}})
     rng = np.random.default_rng(0)
@@ -205,7 +207,7 @@ def test_decode_inverts_encode_for_every_kind():
 
 
 def test_decode_of_real_optuna_trials_gives_valid_configs():
-    space = SearchSpace.from_dict({"space": FULL})
+    space = SearchSpace.from_dict({"base": MOMENTUM, "space": FULL})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(20):
         trial = study.ask(space.optuna_params())

@@ -285,14 +285,16 @@ def test_a_new_process_beside_busy_processes_takes_fewer_threads(busy):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
 def test_work_that_has_ended_is_not_counted():
     """A competing process that ran and ended just before (as a previous command): the next reading
-    sees the cores free again (the load average would still count it)."""
+    sees the cores free again (the load average would still count it): no more busy than before
+    they ran (other work on the machine, such as a benchmark beside the suite, stays counted)."""
+    before = prep._busy_elsewhere(0.3)
     for c in _spinners(2):
         time.sleep(0.6)
         c.kill()
         c.wait()
     time.sleep(0.05)
     seen = prep._busy_elsewhere(0.3)
-    assert seen is not None and seen < 0.5
+    assert before is not None and seen is not None and seen < before + 0.5
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
