@@ -9,22 +9,26 @@ a JSON line to bench/results/bench_population.jsonl):
    with --executor inline (1 thread: the fastest for such small nets), processes (--workers 2, one
    thread each), population (2 threads) and population with 2 workers (one population per
    process, one thread each).
-2. training: the same kind of bucket trained in this process, without storage: train_population
+2. samplers: the same study with random, TPE and TPE + ASHA, each on the population (size 32,
+   refilled as trials finish or are pruned), processes (2 workers) and inline, end to end; the
+   population's mean occupancy (members trained per step over the stack's slots) from the profile
+   the study keeps.
+3. training: the same kind of bucket trained in this process, without storage: train_population
    of K members against fit() of each member one by one (one thread), K = 8, 21 and 64; and 16
    digits CNNs.
-3. mnist: 16 MNIST MLPs (784-256-128-10, adam, dropout varied, 2 epochs) with the population
+4. mnist: 16 MNIST MLPs (784-256-128-10, adam, dropout varied, 2 epochs) with the population
    against the process executor (--workers 2), end to end (needs TUNELAB_DATA).
-4. tiny: 256 tiny trials (bench/spaces/population_tiny.yaml: digits, hidden [16], 5 epochs) through
+5. tiny: 256 tiny trials (bench/spaces/population_tiny.yaml: digits, hidden [16], 5 epochs) through
    ``tunelab.tune`` in this process (imports done, a fresh SQLite file each time), population against
    inline: trials per second and the driver's own split of the time (sampler, storage, the rest of
    the driver, the executor: training, evaluation, data).
 
-The study rows (1, 3 and 4) also get their compute floor (bench/_floor.py): the epochs the study's
+The study rows (1, 4 and 5) also get their compute floor (bench/_floor.py): the epochs the study's
 trials trained (their recorded histories, read back from the study's SQLite storage) x the
 single-epoch time of one such model with one thread (measured at the start of the section, in the
 same run) / the cores in use (workers x threads each, capped by the cores: 1 for inline, 2 for the
 others), and wall / floor. A population row trains its models as one stacked computation, so it can
-come in below 1x floor. The training microbenchmarks (2) have no floor column.
+come in below 1x floor. The training microbenchmarks (3) and the sampler rows (2) have no floor column.
 
     python bench/bench_population.py                 # all four (about 6 minutes on 2 cores)
     python bench/bench_population.py --only training --repeats 3
@@ -42,6 +46,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -76,6 +81,53 @@ def _tune(space: Path, executor: str, trials: int, extra: list[str]) -> tuple[fl
         subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)
         wall = time.perf_counter() - t0
         return wall, study_epochs(f"sqlite:///{tmp}/b.db", "bench")
+
+
+def _tune_occupancy(space: Path, executor: str, trials: int, extra: list[str]) -> tuple[float, int, Optional[float]]:
+    """``_tune``, and the population's mean occupancy from the profile the study keeps (None: not a population)."""
+    import optuna
+
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = f"sqlite:///{tmp}/b.db"
+        cmd = [sys.executable, "-m", "tunelab", "tune", str(space), "--study", "bench", "--trials", str(trials),
+               "--storage", storage, "--out", f"{tmp}/out", "--seed", "0", *extra, *_EXECUTOR_ARGS[executor]]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)
+        wall = time.perf_counter() - t0
+        study = optuna.load_study(study_name="bench", storage=storage)
+        occupancy = (study.user_attrs.get("profile", {}).get("population") or {}).get("occupancy")
+        return wall, epochs_trained(study.get_trials(deepcopy=False)), occupancy
+
+
+# explicit threads: the auto policy reads the machine's load, which back-to-back runs change
+_EXECUTOR_ARGS = {"inline": ["--executor", "inline", "--set", "training.threads=1"],
+                  "processes": ["--executor", "processes", "--workers", "2", "--set", "training.threads=1"],
+                  "population": ["--executor", "population", "--set", "training.threads=2"]}
+SAMPLERS = {"random": [], "tpe": ["--sampler", "tpe"], "tpe + asha": ["--sampler", "tpe", "--pruner", "asha"]}
+
+
+def samplers(repeats: int) -> dict:
+    """The 64-trial study with random, TPE and TPE + ASHA, each on the population (default size 32: it
+    refills as trials finish or are pruned), the processes (2 workers) and inline; wall seconds
+    (medians, executors interleaved), epochs trained and the population's mean occupancy."""
+    space = ROOT / "bench" / "spaces" / "population_digits.yaml"
+    rows: dict[str, dict] = {}
+    for name, extra in SAMPLERS.items():
+        runs = {ex: [] for ex in _EXECUTOR_ARGS}
+        for _ in range(repeats):
+            for ex in runs:
+                runs[ex].append(_tune_occupancy(space, ex, 64, extra))
+        rows[name] = {ex: {"wall": statistics.median(r[0] for r in v), "epochs": int(statistics.median(r[1] for r in v)),
+                           "occupancy": v[0][2], "all": v} for ex, v in runs.items()}
+    print("\n| 64-trial digits study | population s | processes s | inline s | population vs inline | "
+          "population vs processes | epochs (pop / proc / inline) | occupancy |\n|---|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        pop, proc, inl = (r[ex]["wall"] for ex in ("population", "processes", "inline"))
+        occ = r["population"]["occupancy"]
+        print(f"| {name} | {pop:.1f} | {proc:.1f} | {inl:.1f} | {inl / pop:.2f}x | {proc / pop:.2f}x | "
+              f"{r['population']['epochs']} / {r['processes']['epochs']} / {r['inline']['epochs']} | "
+              f"{'-' if occ is None else f'{occ:.2f}'} |")
+    return {"samplers": rows}
 
 
 def _space_base(space: Path) -> dict:
@@ -238,11 +290,12 @@ def tiny(repeats: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--only", choices=["study", "training", "mnist", "tiny"])
+    ap.add_argument("--only", choices=["study", "samplers", "training", "mnist", "tiny"])
     args = ap.parse_args()
     record = {"uptime_before": uptime()}
     print(record["uptime_before"])
-    for name, fn in (("study", study), ("training", training), ("mnist", mnist), ("tiny", tiny)):
+    for name, fn in (("study", study), ("samplers", samplers), ("training", training), ("mnist", mnist),
+                     ("tiny", tiny)):
         if args.only in (None, name):
             record.update(fn(args.repeats))
     record["uptime_after"] = uptime()

@@ -262,4 +262,98 @@ def test_ctrl_c_while_the_driver_writes_the_last_result_still_stops_the_study():
     ex = PopulationExecutor(4)
     with pytest.raises(KeyboardInterrupt):
         ex.run(iter(specs + [TrialSpec(9, {"training": {"epochs": 1}})]), on_event)
-    assert finals == [0, 1, 2] and ex.running() == [2]  # the one whose write was cut is still in flight
+    # the one whose write was cut is still in flight, and so is 9 (asked, of another bucket: waiting)
+    assert finals == [0, 1, 2] and ex.running() == [2, 9]
+
+
+# ---------------------------------------------------------------- refill
+
+def _specs(epochs, batch_sizes=None):
+    batch_sizes = batch_sizes or [64] * len(epochs)
+    return [TrialSpec(i, {"data": {"name": "digits"}, "model": {"hidden": [16]},
+                          "training": {"epochs": e, "batch_size": b, "threads": 1, "seed": i}})
+            for i, (e, b) in enumerate(zip(epochs, batch_sizes))]
+
+
+def test_a_pruned_members_slot_is_taken_by_a_new_trial_at_the_next_epoch_boundary():
+    seen = []
+
+    def on_event(ev):
+        seen.append((ev.number, ev.kind, ev.step))
+        return "prune" if (ev.number, ev.kind, ev.step) == (0, "epoch", 1) else None
+
+    executor = PopulationExecutor(2)
+    executor.run(iter(_specs([4, 4, 3])), on_event)
+    finals = [(n, kind) for n, kind, _ in seen if kind in ("done", "pruned", "failed")]
+    assert sorted(finals) == [(0, "pruned"), (1, "done"), (2, "done")]
+    order = [(n, kind, step) for n, kind, step in seen]
+    joined = order.index((2, "start", 0))
+    assert order.index((0, "pruned", 1)) < joined < order.index((1, "epoch", 2))  # the next epoch boundary
+    assert [s for n, k, s in seen if n == 2 and k == "epoch"] == [1, 2, 3]  # its own epochs from 1
+    assert executor.timing["refilled"] == 1 and executor.timing["occupancy"] == 1.0  # full until the end... of 2
+    assert executor.running() == []
+
+
+def test_asked_trials_of_another_bucket_wait_for_their_own_stack_and_each_runs_once():
+    seen = []
+    executor = PopulationExecutor(2)
+    executor.run(iter(_specs([2, 1, 2, 1, 1, 2], [64, 32, 64, 32, 64, 32])), lambda ev: seen.append(ev) and None)
+    finals = sorted(ev.number for ev in seen if ev.kind in ("done", "pruned", "failed"))
+    starts = sorted(ev.number for ev in seen if ev.kind == "start")
+    assert finals == starts == list(range(6))  # every trial started and finished exactly once
+    assert all(ev.kind == "done" for ev in seen if ev.kind in ("done", "pruned", "failed"))
+    assert executor.running() == [] and executor.timing["refilled"] >= 1
+
+
+def test_tpe_with_asha_runs_on_the_population_and_keeps_the_stack_full():
+    space = {**SPACE, "base": {**SPACE["base"], "training": {**SPACE["base"]["training"], "epochs": 6}},
+             "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}, "model.dropout": {"uniform": [0.0, 0.4]}}}
+    result = tunelab.tune(space, sampler="tpe", pruner="asha", trials=16, seed=0, executor="population",
+                          population_size=4)
+    states = [t.state.name for t in result.study.trials]
+    assert len(states) == 16 and "RUNNING" not in states and "PRUNED" in states
+    timing = result.progress.executor
+    assert timing["refilled"] == 12  # every slot a trial left was taken by a new one
+    assert timing["occupancy"] > 0.7
+
+
+REFILL_DRIVER = """
+import sys, tunelab
+space = {"base": {"data": {"name": "digits"}, "model": {"hidden": [32]},
+                  "training": {"batch_size": 32, "threads": 1}},
+         "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}, "training.epochs": {"int": [4, 40]}}}
+tunelab.tune(space, trials=int(sys.argv[2]), storage=sys.argv[1], study="pop", seed=0,
+             executor="population", population_size=3)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_a_driver_stopped_mid_refill_loses_no_trial_and_runs_none_twice(tmp_path, how):
+    """Stopped once a refilled member trains (Ctrl-C, or killed outright), then run again: the study
+    ends with its 9 trials complete; each interrupted trial was requeued once and rerun once."""
+    import subprocess
+    import sys
+    import time
+
+    storage = f"sqlite:///{tmp_path}/p.db"
+    proc = subprocess.Popen([sys.executable, "-c", REFILL_DRIVER, storage, "9"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # a trial beyond the first stack of 3 has started training: a refill
+        trials = optuna.load_study(study_name="pop", storage=storage).get_trials() if _pop_states(storage) else []
+        if any(t.number >= 3 and t.intermediate_values for t in trials):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("no refilled trial trained within 120 s")
+    proc.send_signal(how)
+    proc.communicate(timeout=60)
+    subprocess.run([sys.executable, "-c", REFILL_DRIVER, storage, "9"], check=True, timeout=300, capture_output=True)
+    after = optuna.load_study(study_name="pop", storage=storage).get_trials()
+    done = [t for t in after if t.state == optuna.trial.TrialState.COMPLETE]
+    cut = [t for t in after if t.state == optuna.trial.TrialState.FAIL]
+    assert len(done) == 9 and optuna.trial.TrialState.RUNNING not in [t.state for t in after]
+    assert cut and all(t.user_attrs.get("requeued") for t in cut)  # the stop cut trials, none failed
+    retries = [t.user_attrs["retry_of"] for t in after if "retry_of" in t.user_attrs]
+    assert sorted(retries) == sorted(t.number for t in cut)  # each cut trial asked again exactly once
+    assert len(after) == 9 + len(cut)

@@ -7,10 +7,17 @@ of the other executors, and a "prune" answer stops that member at once (the othe
 population cannot stack runs one by one in this process, as the inline executor would: user-registered models,
 user objectives, trials with a live folder (``--trial-folders``) or a TensorBoard log.
 
-The K specs are asked before any of them reports, as with K parallel workers: a sequential sampler
-(TPE) then proposes K trials from what it knew when the population began. With ``workers`` > 1 each
-bucket is split among that many long-lived worker processes, one population per process (on a
-CPU, two processes use two cores better than one process with two threads).
+The first K specs are asked before any of them reports, as with K parallel workers. When members
+leave the stack (finished, pruned, stopped early), the executor asks the driver for new trials and
+they join at the next epoch boundary with their own seeds, weights, data order and schedules
+(``train_population(refill=...)``), so the stack stays full until the study's budget is spent and a
+sampler that learns from results (TPE, GP) proposes each new trial from every result so far. An asked
+trial of another bucket waits (at most K of them) and trains in a later stack; the largest bucket
+trains first. A stack whose evaluation period is not one pass over the data (``training.steps`` with
+another ``eval_every``) drains without refill, and so does population-based training (its members are
+fixed). With ``workers`` > 1 each bucket is split among that many long-lived worker processes, one
+population per process (on a CPU, two processes use two cores better than one process with two
+threads); those stacks do not refill yet.
 
 Example:
     >>> from tunelab.execute.base import TrialSpec
@@ -49,25 +56,64 @@ class PopulationExecutor:
             raise ConfigError(f"--population-size={size!r} is out of range; allowed: a whole number >= 1")
         self.size, self.workers, self.pbt = size, workers, pbt  # pbt: a PBTConfig (population-based training)
         self._running: list[int] = []
+        self._waiting: list[TrialSpec] = []  # asked, not yet trained: another bucket's, for a later stack
+        # summed over this executor's stacks: member_steps / slot_steps is the mean occupancy
+        self.stats: dict = {"member_steps": 0, "slot_steps": 0, "refilled": 0}
         self._pool: list = []  # (process, connection) of each worker, started on first use
 
     def run(self, trials: Iterable[TrialSpec], on_event: Callable[[Event], Decision]) -> None:
+        from tunelab.population import group
+
         it = iter(trials)
+        self._waiting = []
         while True:
-            specs = list(islice(it, self.size))
+            specs, self._waiting = self._waiting, []
+            specs += list(islice(it, max(0, self.size - len(specs))))
             if not specs:
                 return
             stack, solo = self._split(specs)
-            from tunelab.population import group
-
-            for bucket in group([cfg for _, cfg in stack]):
-                pairs = [stack[i] for i in bucket]
-                if self.workers > 1 and len(pairs) > 1:
-                    self._in_workers(pairs, on_event)
-                else:
-                    self._population(pairs, on_event)
             for spec in solo:
                 self._one(spec, on_event)
+            buckets = sorted(group([cfg for _, cfg in stack]), key=len, reverse=True)
+            if not buckets:
+                continue
+            pairs = [stack[i] for i in buckets[0]]  # the largest bucket trains now; the others wait
+            self._waiting = [stack[i][0] for b in buckets[1:] for i in b]
+            if self.workers > 1 and len(pairs) > 1:
+                self._in_workers(pairs, on_event)
+            else:
+                self._population(pairs, on_event, self._refiller(it, pairs) if self.pbt is None else None)
+
+    def _refiller(self, it, pairs: list) -> Callable[[int], list]:
+        """``refill(free)`` for a stack of ``pairs``' bucket: the waiting specs that fit it first, then
+        new ones asked from ``it`` (the driver asks its sampler then, with the results so far); an
+        asked spec of another bucket waits for its own stack, at most ``size`` of them."""
+        from tunelab.population import bucket_key
+
+        key, test = bucket_key(pairs[0][1]), pairs[0][0].test
+
+        def fits(spec: TrialSpec):
+            pair = self._split([spec])[0]
+            return pair[0] if pair and bucket_key(pair[0][1]) == key and spec.test == test else None
+
+        def refill(free: int) -> list:
+            out, still = [], []
+            for spec in self._waiting:
+                pair = fits(spec) if len(out) < free else None
+                (out if pair is not None else still).append(pair if pair is not None else spec)
+            self._waiting = still
+            while len(out) < free and len(self._waiting) < self.size:
+                spec = next(it, None)
+                if spec is None:
+                    break
+                pair = fits(spec)
+                if pair is None:
+                    self._waiting.append(spec)
+                else:
+                    out.append(pair)
+            return out
+
+        return refill
 
     @staticmethod
     def _split(specs: list[TrialSpec]) -> tuple[list, list[TrialSpec]]:
@@ -105,7 +151,10 @@ class PopulationExecutor:
         on_event(final)
         self._running = []
 
-    def _population(self, pairs: list, on_event: Callable[[Event], Decision]) -> None:
+    def _population(self, pairs: list, on_event: Callable[[Event], Decision],
+                    refill: Optional[Callable[[int], list]] = None) -> None:
+        """Train ``pairs`` as one stack; ``refill(free)`` (see ``_refiller``) gives (spec, config) pairs
+        that take the slots of members that left, at the next epoch boundary."""
         from tunelab.population import train_population
 
         specs = [s for s, _ in pairs]
@@ -114,6 +163,15 @@ class PopulationExecutor:
         interrupted = []
         for spec in specs:
             on_event(Event(spec.number, "start", metrics={"pid": os.getpid(), "population": len(specs)}))
+
+        def join(free: int) -> list:
+            new = refill(free)
+            for spec, _ in new:
+                specs.append(spec)
+                self._running.append(spec.number)
+                on_event(Event(spec.number, "start", metrics={"pid": os.getpid(), "population": len(pairs),
+                                                              "refilled": True}))
+            return [cfg for _, cfg in new]
 
         def on_epoch(i: int, ev) -> Optional[str]:
             spec = specs[i]
@@ -138,7 +196,8 @@ class PopulationExecutor:
 
         try:
             train_population([c for _, c in pairs], on_epoch=on_epoch, test=specs[0].test,
-                             on_member_done=on_member_done, pbt=self.pbt)
+                             on_member_done=on_member_done, pbt=self.pbt,
+                             refill=join if refill is not None else None, capacity=self.size, stats=self.stats)
         except Exception as e:  # noqa: BLE001 - the bucket cannot go on: each trial in flight fails
             if interrupted_write(e):  # Ctrl-C inside the driver's storage write: stop the study
                 raise KeyboardInterrupt("interrupted during a storage write") from e
@@ -203,9 +262,17 @@ class PopulationExecutor:
             child.close()
             self._pool.append((proc, parent))
 
+    @property
+    def timing(self) -> dict:
+        """What the study records of this executor (Progress.executor): members trained and slots held,
+        summed over steps, the members that refilled a slot, and the mean occupancy (members / slots)."""
+        slots = self.stats.get("slot_steps", 0)
+        return {**self.stats, "occupancy": self.stats.get("member_steps", 0) / slots if slots else None}
+
     def running(self) -> list[int]:
-        """Numbers of the trials in flight (those cut short by an interrupt, if any)."""
-        return list(self._running)
+        """Numbers of the trials in flight (those cut short by an interrupt, if any), the asked ones
+        waiting for their stack included."""
+        return list(self._running) + [s.number for s in self._waiting]
 
     def close(self) -> None:
         """Stop the worker processes (asked first, then terminated)."""

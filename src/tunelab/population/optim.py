@@ -195,6 +195,24 @@ class StackedOptimizer:
             for t in st.values():
                 t[dst] = t[src]
 
+    def extend(self, params: Sequence[torch.Tensor], hyper: dict[str, torch.Tensor]) -> None:
+        """New members at the end of the stack (``params``: the widened tensors; ``hyper``: the new
+        members' (n,) hyperparameters): zero state and no steps taken, as a fresh torch.optim would
+        start them. A zero momentum buffer takes the first gradient exactly (0 * mu + g), so the new
+        members follow torch's first step although the stack has started."""
+        old = self.params[0].shape[0]
+        self.params = list(params)
+        added = self.params[0].shape[0] - old
+        device = self.params[0].device
+        hyper = {**hyper}
+        hyper.setdefault("weight_decay", torch.zeros(added, device=device))
+        self.hyper = {k: torch.cat([v, hyper[k].to(v.device, v.dtype)]) for k, v in self.hyper.items()}
+        self.steps = torch.cat([self.steps, torch.zeros(added, device=self.steps.device, dtype=self.steps.dtype)])
+        if self.per_member:
+            self.members += [_member_state(self.name, [p[i] for p in self.params]) for i in range(old, old + added)]
+        self.state = [{b: torch.cat([t, torch.zeros_like(p[old:])]) for b, t in st.items()}
+                      for st, p in zip(self.state, self.params)]
+
     def keep(self, index: torch.Tensor, params: Sequence[torch.Tensor]) -> None:
         """Keep the members at ``index``; ``params`` are the compacted parameter tensors."""
         self.params = list(params)

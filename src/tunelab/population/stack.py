@@ -90,6 +90,16 @@ class StackedNet:
             self.dropout_p = self.dropout_p[index]
         self.generators = [self.generators[i] for i in index.tolist()] if self.generators else []
 
+    def extend(self, models: Sequence[nn.Module]) -> None:
+        """Add ``models`` (same structure) as new members at the end of the stack: a refilled slot.
+        Their state enters as it is (initial weights, fresh batch-norm statistics); the existing
+        members' tensors are copied into the wider ones unchanged."""
+        states = [m.state_dict() for m in models]
+        for n in self.names:
+            t = torch.cat([self.state[n].detach(), torch.stack([s[n].detach() for s in states]).to(
+                self.state[n].device)]).clone()
+            self.state[n] = t.requires_grad_(True) if n in self.param_names else t
+
     # ------------------------------------------------------------------ forward
     def __call__(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
         """(K, B, *input) -> (K, B, classes); ``shared``: x is (B, *input), the same for every member

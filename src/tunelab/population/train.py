@@ -157,7 +157,9 @@ def _grad_norms(net: StackedNet) -> list[dict[str, float]]:
 def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
                      on_epoch: Optional[OnEpoch] = None, test: bool = True,
                      on_member_done: Optional[Callable[[int, RunResult], None]] = None,
-                     pbt: Optional[PBTConfig] = None) -> list[RunResult]:
+                     pbt: Optional[PBTConfig] = None,
+                     refill: Optional[Callable[[int], Sequence[RunConfig]]] = None,
+                     capacity: Optional[int] = None, stats: Optional[dict] = None) -> list[RunResult]:
     """Train ``cfgs`` (one bucket: see ``bucket_key``) together; a RunResult per config, in order.
 
     ``data`` is the DataBundle (None: loaded once for the first config, on its device);
@@ -167,6 +169,17 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
     the bottom quantile copies the top (weights, optimizer and schedule state) and explores its
     hyperparameters (``population.pbt``); each copy is an event ``{"kind": "pbt", ...}`` in the
     member's ``result.events``.
+
+    ``refill(free)`` keeps the stack full: at each epoch boundary where members have left, it is
+    asked for up to ``free`` configs of the same bucket (``capacity``, default ``len(cfgs)``, less the
+    members still training), which join as members ``len(cfgs)``, ``len(cfgs) + 1``, ... with their own
+    initial weights, data order, streams and schedule, exactly as a fresh stack would start them; their
+    results follow the first ones in the returned list. It needs epochs that are whole passes over the
+    data (``training.epochs``, or ``training.steps`` with ``eval_every`` one pass), so every member's
+    batch is at the same place of its own pass (a stack of other periods drains without refill), and
+    no ``pbt``. ``stats`` (a dict) is added ``member_steps`` (members trained, summed over steps),
+    ``slot_steps`` (capacity times steps), ``refilled`` (members that joined) and ``unrefillable`` (1
+    when the periods ruled refill out): ``member_steps / slot_steps`` is the mean occupancy.
     """
     from tunelab.trainer.prepare import load_run_data, new_model, set_threads
 
@@ -184,18 +197,30 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
     n, bs = len(data.y_train), first.training.batch_size
     period = period_steps(first, n)
     spe = math.ceil(n / bs)  # steps per pass over the data
-    members = []
-    for i, cfg in enumerate(cfgs):
+    if refill is not None and pbt is not None:
+        raise ValueError("refill and population-based training exclude each other (PBT keeps its members)")
+    if refill is not None and period != spe:  # batches of members that joined later would fall elsewhere in
+        refill = None  # their passes (and differ in size at a pass's end): this stack drains without refill
+        counted_off = 1
+    else:
+        counted_off = 0
+    capacity = len(cfgs) if capacity is None else max(capacity, len(cfgs))
+
+    def new_member(i: int, cfg: RunConfig) -> _Member:
         if data.is_image or cfg.augment.active:
             check_augment(cfg.augment, data)
         model = new_model(cfg, data.input_shape, data.num_classes).to(device)  # prepare's initial weights
         if not supported(model):
             raise ValueError(f"config {i}: the population cannot train this model")
         seed = cfg.training.seed
-        members.append(_Member(
+        return _Member(
             i, cfg, model, LrSchedule(cfg.schedule, cfg.optimizer.lr, cfg.training.epochs, period),
             torch.Generator(device="cpu").manual_seed(seed), torch.Generator(device=device).manual_seed(seed + 1),
-            torch.Generator(device=device).manual_seed(seed)))
+            torch.Generator(device=device).manual_seed(seed))
+
+    members = [new_member(i, cfg) for i, cfg in enumerate(cfgs)]
+    total = len(members)  # members so far, refilled ones included (the next one's index)
+    counted = {"member_steps": 0, "slot_steps": 0, "refilled": 0, "unrefillable": counted_off}
     net = StackedNet([m.model for m in members])
     net.dropout_p = torch.tensor([m.cfg.model.dropout for m in members])
     net.generators = [m.drop_gen for m in members]
@@ -229,10 +254,30 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
         if perms is not None:
             perms = perms[keep.to(perms.device)]
 
+    def join(new_cfgs: Sequence[RunConfig]) -> None:
+        """New members at the end of the stack; they draw their first data order at the next epoch."""
+        nonlocal total
+        key = bucket_key(first)
+        joining = []
+        for cfg in new_cfgs:
+            if bucket_key(cfg) != key or not stackable(cfg):
+                raise ValueError("refill must return configs of the population's bucket")
+            joining.append(new_member(total, cfg))
+            total += 1
+        if not joining:
+            return
+        members.extend(joining)
+        net.extend([m.model for m in joining])
+        net.dropout_p = torch.cat([net.dropout_p, torch.tensor([m.cfg.model.dropout for m in joining])])
+        net.generators = [*net.generators, *(m.drop_gen for m in joining)]
+        opt.extend(net.params(), _hyper(joining, device))
+        counted["refilled"] += len(joining)
+
+    epoch = members[0].state.epoch  # the stack's epochs (a refilled member counts its own)
     try:
         while members:
-            epoch, t0 = members[0].state.epoch, time.perf_counter()
-            steps = epoch_steps(first, epoch, period)
+            t0 = time.perf_counter()
+            steps = period if refill is not None else epoch_steps(first, epoch, period)
             k = len(members)
             loss_sum = torch.zeros(k, device=device)
             correct = torch.zeros(k, device=device, dtype=torch.int64)
@@ -264,6 +309,8 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
                 loss_sum += per.detach() * b
                 correct += (logits.detach().argmax(2) == yb).sum(1)
                 seen += b
+            counted["member_steps"] += k * steps
+            counted["slot_steps"] += capacity * steps
             # ---- the epoch's end: measure every member, then each member's own policy
             train_loss, train_acc = (loss_sum / seen).tolist(), (correct.double() / seen).tolist()
             fit_loss, fit_acc = _evaluate(net, x_fit, y_fit, first.training.eval_batch_size)
@@ -272,12 +319,13 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
             share = (time.perf_counter() - t0) / k  # each member's part of the shared epoch
             done: list[tuple[_Member, str, str]] = []
             for i, m in enumerate(members):
-                metrics = dict(epoch=epoch + 1, steps=epoch * period + steps, train_loss=train_loss[i],
+                mine = m.state.epoch  # this member's epochs so far (a refilled one started later)
+                metrics = dict(epoch=mine + 1, steps=mine * period + steps, train_loss=train_loss[i],
                                train_accuracy=train_acc[i], train_eval_loss=fit_loss[i],
                                train_eval_accuracy=fit_acc[i], val_loss=val_loss[i], val_accuracy=val_acc[i],
                                lr=m.state.epoch_lr, seconds=share)
                 finite = diverged_loss(metrics) is None
-                event = EpochEvent(epoch + 1, m.cfg.training.epochs, metrics, norms[i],
+                event = EpochEvent(mine + 1, m.cfg.training.epochs, metrics, norms[i],
                                    m.lr(period - 1) if finite else m.state.epoch_lr)
                 answer = on_epoch(m.index, event) if on_epoch is not None and finite else None
                 m.state, action = epoch_end(m.state, metrics, m.cfg, answer)
@@ -296,11 +344,18 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
                 finish(m, status, message)
             if done:
                 compact([m for m, _, _ in done])
+            if refill is not None and len(members) < capacity:
+                join(refill(capacity - len(members)))
+            epoch += 1
     except KeyboardInterrupt:  # like fit(): the members end "interrupted" with their history so far
         for m in list(members):
             if m.index not in results:  # (one that finished before the interrupt keeps its result)
                 finish(m, "interrupted", f"interrupted after {len(m.state.history)} epochs")
-    return [results[i] for i in range(len(cfgs))]
+    finally:
+        if stats is not None:  # added to what the caller's dict holds (an executor sums its stacks)
+            for name, value in counted.items():
+                stats[name] = stats.get(name, 0) + value
+    return [results[i] for i in range(total)]
 
 
 @torch.no_grad()

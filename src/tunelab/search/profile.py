@@ -62,7 +62,13 @@ def study_profile(progresses: Sequence[Any]) -> dict[str, Any]:
     driver = {k: split[k] for k in ("ask", "storage", "pruner", "driver")}
     driver["waiting"] = split["executor"]
     at_once = max((p.workers for p in progresses), default=1)
-    return {"wall_s": wall, "workers_at_once": at_once, "worker_seconds": sum(workers.values()),
+    stacks = [p.executor for p in progresses if "slot_steps" in p.executor]  # the population executor's
+    population = {}
+    if stacks:
+        population = {k: sum(s.get(k, 0) for s in stacks) for k in ("member_steps", "slot_steps", "refilled")}
+        slots = population["slot_steps"]
+        population["occupancy"] = population["member_steps"] / slots if slots else None
+    return {"population": population, "wall_s": wall, "workers_at_once": at_once, "worker_seconds": sum(workers.values()),
             # the training and evaluation alone, spread over the workers: the wall time with nothing else
             "floor_s": (parts["train"] + parts["eval"]) / at_once, "epochs": int(work.get("epochs", 0)),
             "trials": sum(p.finished_this_run for p in progresses),
@@ -84,6 +90,10 @@ def profile_lines(profile: dict[str, Any]) -> list[str]:
     out += [f"    {names[k]:<52}{v:>9.2f} s {100 * v / total:>5.1f}%" for k, v in profile["workers"].items()]
     if not profile["workers"]:
         out.append("    (not measured: the trials trained together, as one population)")
+    pop = profile.get("population") or {}
+    if pop.get("occupancy") is not None:
+        out.append(f"  the population's stacks: {pop['occupancy']:.0%} of their slots trained a member on average "
+                   f"(occupancy); {pop['refilled']} trials took the slot of one that had left")
     out.append("  the driver's wall time:")
     labels = {"ask": "sampler (ask)", "storage": "storage", "pruner": "pruner", "driver": "bookkeeping, display",
               "waiting": "waiting for the workers"}
