@@ -207,7 +207,43 @@ def training(repeats: int) -> dict:
     p, o = _versus(cnns, repeats)
     print(f"| K = 16 | {p:.2f} | {o:.2f} | {o / p:.2f}x |")
     out["cnn K=16"] = {"population": p, "one_by_one": o}
+    out["wide"] = _wide(repeats)
     return {"training": out}
+
+
+def _wide(repeats: int) -> dict:
+    """64 digits MLPs of the study's space (sgd / momentum / adam, dropout 0 or more): the buckets
+    ``group`` makes now (sgd and momentum share a stack, dropout on and off too: 2 stacks) against one
+    stack per optimizer name and dropout on/off (the split before: 6 stacks), training only, 1 thread."""
+    import numpy as np
+
+    from tunelab.config import from_dict
+    from tunelab.population import group, train_population
+
+    rng = np.random.default_rng(0)
+    names = ["sgd", "momentum", "adam"]
+    cfgs = [from_dict({"data": {"name": "digits"}, "model": {"hidden": [64, 32],
+                                                             "dropout": float(rng.choice([0.0, rng.uniform(0, .5)]))},
+                       "optimizer": {"name": names[i % 3], "lr": float(10 ** rng.uniform(-4, -1))},
+                       "training": {"epochs": 20, "batch_size": 64, "threads": 1, "seed": i}}) for i in range(64)]
+    wide = group(cfgs)
+    narrow: dict[tuple, list[int]] = {}
+    for i, c in enumerate(cfgs):
+        narrow.setdefault((c.optimizer.name, c.model.dropout > 0), []).append(i)
+    train_population(cfgs[:2], test=False)  # warm
+    times: dict[str, list[float]] = {"wide": [], "narrow": []}
+    for _ in range(repeats):
+        for label, buckets in (("wide", wide), ("narrow", list(narrow.values()))):
+            t0 = time.perf_counter()
+            for b in buckets:
+                train_population([cfgs[i] for i in b], test=False)
+            times[label].append(time.perf_counter() - t0)
+    w, n = statistics.median(times["wide"]), statistics.median(times["narrow"])
+    print(f"\n| 64 digits MLPs, sgd / momentum / adam, dropout 0 or not, 1 thread | stacks | median s |\n|---|---|---|")
+    print(f"| one stack per rule (sgd with momentum, dropout on and off together) | {len(wide)} | {w:.2f} |")
+    print(f"| one stack per optimizer name and dropout on/off (before) | {len(narrow)} | {n:.2f} |")
+    print(f"\nwider stacks: {n / w:.2f}x")
+    return {"wide_s": w, "narrow_s": n, "wide_stacks": len(wide), "narrow_stacks": len(narrow)}
 
 
 def _versus(cfgs: list, repeats: int) -> tuple[float, float]:

@@ -536,8 +536,9 @@ def test_loads_the_data_itself(data):
 
 SAME_BUCKET = ["optimizer.lr=0.5", "optimizer.weight_decay=0.1", "optimizer.betas=[0.8,0.9]", "model.init=normal",
                "model.init_std=0.1", "training.seed=5", "training.epochs=7", "schedule.name=cosine",
-               "augment.noise=0.1", "training.early_stopping.enabled=true"]
-OTHER_BUCKET = ["training.batch_size=32", "model.hidden=[16]", "optimizer.name=sgd", "model.dropout=0.2",
+               "augment.noise=0.1", "training.early_stopping.enabled=true", "model.dropout=0.2",
+               "optimizer.name=adamw"]
+OTHER_BUCKET = ["training.batch_size=32", "model.hidden=[16]", "optimizer.name=sgd",
                 "model.norm=layer", "model.activation=tanh", "data.train_size=500", "training.train_eval_size=0",
                 "training.eval_batch_size=100", "model.name=cnn", "training.epochs=null,training.steps=40"]
 
@@ -552,9 +553,50 @@ def test_bucket_key_separates_structure(override):
     assert bucket_key(cfg(*override.split(","))) != bucket_key(cfg())
 
 
-def test_dropout_rate_is_per_member_but_dropout_on_or_off_is_not():
+def test_dropout_on_or_off_and_optimizers_of_one_rule_share_a_bucket():
     a, b, off = cfg("model.dropout=0.1"), cfg("model.dropout=0.5"), cfg()
-    assert bucket_key(a) == bucket_key(b) != bucket_key(off)
+    assert bucket_key(a) == bucket_key(b) == bucket_key(off)
+    sgd_family = {bucket_key(cfg(f"optimizer.name={n}")) for n in ("sgd", "momentum", "nesterov")}
+    assert len(sgd_family) == 1 and bucket_key(cfg("optimizer.name=adamw")) == bucket_key(cfg("optimizer.name=adam"))
+    assert len({bucket_key(cfg(f"optimizer.name={n}")) for n in ("adam", "sgd", "rmsprop", "adagrad")}) == 4
+
+
+@pytest.mark.parametrize("per_member", [False, True])
+@pytest.mark.parametrize("members", [
+    [["optimizer.name=sgd", "optimizer.lr=0.1", "optimizer.weight_decay=0.01"],
+     ["optimizer.name=momentum", "optimizer.lr=0.05", "optimizer.momentum=0.9"],
+     ["optimizer.name=nesterov", "optimizer.lr=0.02", "optimizer.momentum=0.7", "optimizer.weight_decay=0.001"]],
+    [["optimizer.name=adam", "optimizer.lr=0.003", "optimizer.weight_decay=0.01"],
+     ["optimizer.name=adamw", "optimizer.lr=0.001", "optimizer.weight_decay=0.1"]],
+    [["model.dropout=0.0", "optimizer.lr=0.003"], ["model.dropout=0.4", "optimizer.lr=0.001"]],
+], ids=["sgd-momentum-nesterov", "adam-adamw", "dropout-on-and-off"])
+def test_a_wider_stack_trains_each_member_as_its_own_rule_would(members, per_member, data, monkeypatch):
+    """Members whose rules differ only by coefficients share one stack (sgd is momentum 0, nesterov a
+    flag, adamw adam with decoupled decay; a member without dropout keeps every unit): each equals its
+    lone run, vectorized and member by member."""
+    import tunelab.population.optim as optim
+
+    if per_member:
+        monkeypatch.setattr(optim, "PER_MEMBER_AT", 0)
+    cfgs = [cfg("model.hidden=[32,32]", f"training.seed={s}", *m) for s, m in enumerate(members)]
+    assert len({bucket_key(c) for c in cfgs}) == 1
+    results, _ = check_population(cfgs, data)
+    assert all(r.status == "completed" for r in results)
+
+
+def test_a_member_of_another_rule_cannot_join_a_stack_built_for_one():
+    import torch
+
+    p = torch.zeros(2, 3, requires_grad=True)
+    opt = optim_module().StackedOptimizer("sgd", [p], {"lr": torch.tensor([0.1, 0.1])})
+    with pytest.raises(ValueError, match="cannot join"):
+        opt.extend([torch.zeros(3, 3, requires_grad=True)], {"lr": torch.tensor([0.1])}, ["momentum"])
+
+
+def optim_module():
+    import tunelab.population.optim as optim
+
+    return optim
 
 
 def test_group_sorts_by_bucket_in_order_of_first_appearance():

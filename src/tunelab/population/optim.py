@@ -22,9 +22,18 @@ from typing import Optional, Sequence
 
 import torch
 
-__all__ = ["StackedOptimizer", "HYPER", "NAMES"]
+__all__ = ["StackedOptimizer", "HYPER", "NAMES", "FAMILY", "family"]
 
 NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
+# optimizers whose rules differ only by coefficients share one stack: sgd is momentum 0, nesterov a
+# per-member flag of momentum SGD, adamw adam with its weight decay decoupled (each member's own
+# choice exactly: the shared rule reduces to its own bit for bit; see StackedOptimizer)
+FAMILY = {"sgd": "momentum", "nesterov": "momentum", "adamw": "adam"}
+
+
+def family(name: str) -> str:
+    """The stacked rule that trains optimizer ``name`` (its own, or the one its family shares)."""
+    return FAMILY.get(name, name)
 # the per-member hyperparameters each optimizer reads (lr and weight_decay: all of them)
 HYPER = {"sgd": (), "momentum": ("momentum",), "nesterov": ("momentum",), "adagrad": ("eps",),
          "rmsprop": ("alpha", "eps", "momentum"), "adadelta": ("rho", "eps"), "adam": ("beta1", "beta2", "eps"),
@@ -55,22 +64,31 @@ class StackedOptimizer:
     """
 
     def __init__(self, name: str, params: Sequence[torch.Tensor], hyper: dict[str, torch.Tensor],
-                 per_member: Optional[bool] = None) -> None:
-        if name not in NAMES:
+                 per_member: Optional[bool] = None, names: Optional[Sequence[str]] = None) -> None:
+        k = params[0].shape[0]
+        self.names = list(names) if names is not None else [name] * k  # each member's own optimizer
+        if any(n not in NAMES for n in self.names) or name not in NAMES:
             raise ValueError(f"optimizer {name!r} is not one of {list(NAMES)}")
-        self.name, self.params, self.hyper = name, list(params), dict(hyper)
-        k = self.params[0].shape[0]
+        if len({family(n) for n in self.names}) != 1:
+            raise ValueError(f"optimizers {sorted(set(self.names))} do not share one stacked rule")
+        # ``names`` given: the family's rule (momentum SGD with a per-member nesterov flag, or adam with
+        # a per-member decoupled-decay flag), so members of any name of the family may join later
+        self.shared = names is not None
+        self.name = family(self.names[0]) if self.shared else name
+        self.params, self.hyper = list(params), dict(hyper)
         device = self.params[0].device
         self.hyper.setdefault("weight_decay", torch.zeros(k, device=device))
+        if self.shared:
+            self.hyper.update(_flags(self.name, self.names, device))
         size = sum(p[0].numel() for p in self.params)
         self.per_member = size >= PER_MEMBER_AT if per_member is None else per_member
         self.steps = torch.zeros(k, device=device, dtype=torch.float64)  # steps taken, per member
         if self.per_member:  # each member's own state, as torch.optim keeps it
-            self.members = [_member_state(name, [p[i] for p in self.params]) for i in range(k)]
+            self.members = [_member_state(self.names[i], [p[i] for p in self.params]) for i in range(k)]
             self.state = []
         else:
             self.state = [{b: torch.zeros_like(p, memory_format=torch.preserve_format).detach()
-                           for b in _BUFFERS[name]} for p in self.params]
+                           for b in _BUFFERS[self.name]} for p in self.params]
         self.started = False  # momentum buffers start as the first gradient (torch's rule)
 
     def zero_grad(self) -> None:
@@ -90,7 +108,9 @@ class StackedOptimizer:
             if g is None:
                 continue
             lr, wd = _b(h["lr"], p), _b(h["weight_decay"], p)
-            if self.name != "adamw":
+            if "decoupled" in h:  # adam and adamw in one stack: each member's decay where it belongs
+                g = g + _b(h["weight_decay"] * (1 - h["decoupled"]), p) * p  # 0 * p for an adamw member
+            elif self.name != "adamw":
                 g = g + wd * p  # coupled L2 (zero weight decay adds nothing)
             getattr(self, f"_{self.name}")(p, g, st, lr)
         self.started = True
@@ -105,7 +125,10 @@ class StackedOptimizer:
         if not self.started:
             buf.copy_(g)
         else:
-            buf.mul_(mu).add_(g)
+            buf.mul_(mu).add_(g)  # a zero buffer (a member that joined later, or plain sgd's mu 0) takes g
+        if "nesterov" in self.hyper:  # sgd, momentum and nesterov members in one stack
+            p.sub_(lr * torch.where(_b(self.hyper["nesterov"], p) > 0, g + mu * buf, buf))
+            return
         p.sub_(lr * (g + mu * buf if nesterov else buf))
 
     def _nesterov(self, p, g, st, lr):
@@ -137,6 +160,8 @@ class StackedOptimizer:
         p.sub_(lr * delta)
 
     def _adam(self, p, g, st, lr):
+        if "decoupled" in self.hyper:  # adamw members' decoupled decay (1 - 0 for adam members)
+            p.mul_(1 - lr * _b(self.hyper["weight_decay"] * self.hyper["decoupled"], p))
         b1, b2, eps = _b(self.hyper["beta1"], p), _b(self.hyper["beta2"], p), _b(self.hyper["eps"], p)
         m, v = st["exp_avg"], st["exp_avg_sq"]
         m.lerp_(g, 1 - b1)
@@ -158,24 +183,24 @@ class StackedOptimizer:
         h = {k: v.tolist() for k, v in self.hyper.items()}
         params = [p.detach() for p in self.params]
         grads = [p.grad for p in self.params]
-        fn = importlib.import_module(f"torch.optim.{_FUNCTIONAL[self.name]}")
-        fn = getattr(fn, _FUNCTIONAL[self.name])
         for i, st in enumerate(self.members):
+            name = self.names[i]
+            fn = getattr(importlib.import_module(f"torch.optim.{_FUNCTIONAL[name]}"), _FUNCTIONAL[name])
             ps = [p[i] for p, g in zip(params, grads) if g is not None]
             gs = [g[i] for g in grads if g is not None]
             lr, wd = h["lr"][i], h["weight_decay"][i]
-            if self.name in ("sgd", "momentum", "nesterov"):
-                mu = 0.0 if self.name == "sgd" else h["momentum"][i]
+            if name in ("sgd", "momentum", "nesterov"):
+                mu = 0.0 if name == "sgd" else h["momentum"][i]
                 fn(ps, gs, st["buf"], fused=True, weight_decay=wd, momentum=mu, lr=lr, dampening=0.0,
-                   nesterov=self.name == "nesterov", maximize=False)
-            elif self.name == "adagrad":
+                   nesterov=name == "nesterov", maximize=False)
+            elif name == "adagrad":
                 fn(ps, gs, st["sum"], st["step"], fused=True, lr=lr, weight_decay=wd, lr_decay=0.0,
                    eps=h["eps"][i], maximize=False)
-            elif self.name == "rmsprop":
+            elif name == "rmsprop":
                 mu = h["momentum"][i] if "momentum" in h else 0.0
                 fn(ps, gs, st["square_avg"], [], st["momentum_buffer"] if mu > 0 else [], st["step"], foreach=False,
                    lr=lr, alpha=h["alpha"][i], eps=h["eps"][i], weight_decay=wd, momentum=mu, centered=False)
-            elif self.name == "adadelta":
+            elif name == "adadelta":
                 fn(ps, gs, st["square_avg"], st["acc_delta"], st["step"], foreach=False, lr=lr, rho=h["rho"][i],
                    eps=h["eps"][i], weight_decay=wd, maximize=False)
             else:  # adam, adamw
@@ -195,7 +220,8 @@ class StackedOptimizer:
             for t in st.values():
                 t[dst] = t[src]
 
-    def extend(self, params: Sequence[torch.Tensor], hyper: dict[str, torch.Tensor]) -> None:
+    def extend(self, params: Sequence[torch.Tensor], hyper: dict[str, torch.Tensor],
+               names: Optional[Sequence[str]] = None) -> None:
         """New members at the end of the stack (``params``: the widened tensors; ``hyper``: the new
         members' (n,) hyperparameters): zero state and no steps taken, as a fresh torch.optim would
         start them. A zero momentum buffer takes the first gradient exactly (0 * mu + g), so the new
@@ -204,12 +230,17 @@ class StackedOptimizer:
         self.params = list(params)
         added = self.params[0].shape[0] - old
         device = self.params[0].device
-        hyper = {**hyper}
+        new_names = list(names) if names is not None else [self.names[0]] * added
+        allowed = (lambda n: family(n) == self.name) if self.shared else (lambda n: n == self.name)
+        if not all(allowed(n) for n in new_names):
+            raise ValueError(f"optimizers {sorted(set(new_names))} cannot join a stack of {self.name!r}")
+        hyper = {**hyper, **(_flags(self.name, new_names, device) if self.shared else {})}
         hyper.setdefault("weight_decay", torch.zeros(added, device=device))
+        self.names += new_names
         self.hyper = {k: torch.cat([v, hyper[k].to(v.device, v.dtype)]) for k, v in self.hyper.items()}
         self.steps = torch.cat([self.steps, torch.zeros(added, device=self.steps.device, dtype=self.steps.dtype)])
         if self.per_member:
-            self.members += [_member_state(self.name, [p[i] for p in self.params]) for i in range(old, old + added)]
+            self.members += [_member_state(self.names[i], [p[i] for p in self.params]) for i in range(old, old + added)]
         self.state = [{b: torch.cat([t, torch.zeros_like(p[old:])]) for b, t in st.items()}
                       for st, p in zip(self.state, self.params)]
 
@@ -217,6 +248,7 @@ class StackedOptimizer:
         """Keep the members at ``index``; ``params`` are the compacted parameter tensors."""
         self.params = list(params)
         self.hyper = {k: v[index] for k, v in self.hyper.items()}
+        self.names = [self.names[i] for i in index.tolist()]
         self.steps = self.steps[index]
         if self.per_member:
             self.members = [self.members[i] for i in index.tolist()]
@@ -226,6 +258,16 @@ class StackedOptimizer:
 # the functional optimizer of torch.optim behind each name (module and function share the name)
 _FUNCTIONAL = {"sgd": "sgd", "momentum": "sgd", "nesterov": "sgd", "adagrad": "adagrad", "rmsprop": "rmsprop",
                "adadelta": "adadelta", "adam": "adam", "adamw": "adamw"}
+
+
+def _flags(rule: str, names: Sequence[str], device) -> dict[str, torch.Tensor]:
+    """Per-member flags of a family's rule: nesterov (momentum SGD; sgd members have momentum 0) and
+    decoupled decay (adam); none for the other rules."""
+    if rule == "momentum":
+        return {"nesterov": torch.tensor([float(n == "nesterov") for n in names], device=device)}
+    if rule == "adam":
+        return {"decoupled": torch.tensor([float(n == "adamw") for n in names], device=device)}
+    return {}
 
 
 def _member_state(name: str, params: Sequence[torch.Tensor]) -> dict[str, list]:

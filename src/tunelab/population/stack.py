@@ -56,8 +56,11 @@ def supported(model: nn.Module) -> bool:
 class StackedNet:
     """K members of one structure; ``state[name]`` is (K, *shape) for every state-dict entry."""
 
-    def __init__(self, models: Sequence[nn.Module]) -> None:
-        self.template = models[0]
+    def __init__(self, models: Sequence[nn.Module], template: Optional[nn.Module] = None) -> None:
+        """``template`` (default the first model): the module whose layers the forward pass walks, of the
+        members' structure; one with dropout layers lets members with and without dropout share a stack
+        (a member whose rate is 0 keeps every unit: see ``_dropout``)."""
+        self.template = models[0] if template is None else template
         states = [m.state_dict() for m in models]
         self.names = list(states[0])
         self.state = {n: torch.stack([s[n].detach() for s in states]).clone() for n in self.names}

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from tunelab.config import RunConfig, to_dict
 from tunelab.data.augment import augment_batch, check_augment
 from tunelab.optim import LrSchedule
-from tunelab.population.optim import StackedOptimizer
+from tunelab.population.optim import StackedOptimizer, family
 from tunelab.population.pbt import PBTConfig, check_space, explore, plan, value_of
 from tunelab.population.stack import StackedNet, supported
 from tunelab.trainer.fit import EpochEvent, RunResult, epoch_steps, finish_run, period_steps, train_eval_subset
@@ -51,8 +51,10 @@ OnEpoch = Callable[[int, EpochEvent], Optional[str]]  # (member index, event) ->
 
 
 def bucket_key(cfg: RunConfig) -> str:
-    """What members of one population must share: data, model structure (dropout on or off, not
-    its rate), optimizer kind, batch size, the step budget's period and the evaluation setup.
+    """What members of one population must share: data, model structure (not its dropout rate: a
+    member without dropout keeps every unit), the optimizer's stacked rule (sgd, momentum and
+    nesterov share one, as do adam and adamw: ``population.optim.family``), batch size, the step
+    budget's period and the evaluation setup.
 
     Example:
         >>> from tunelab.config import from_dict
@@ -63,7 +65,7 @@ def bucket_key(cfg: RunConfig) -> str:
     """
     m, t = cfg.model, cfg.training
     model = {k: v for k, v in to_dict(m).items() if k not in ("dropout", "init", "init_std")}
-    return json.dumps(dict(data=to_dict(cfg.data), model=model, dropout=m.dropout > 0, optimizer=cfg.optimizer.name,
+    return json.dumps(dict(data=to_dict(cfg.data), model=model, optimizer=family(cfg.optimizer.name),
                            batch_size=t.batch_size, steps=t.steps, eval_every=t.eval_every,
                            train_eval_size=t.train_eval_size, eval_batch_size=t.eval_batch_size, device=t.device),
                       sort_keys=True)
@@ -120,7 +122,7 @@ def _hyper(members: Sequence[_Member], device) -> dict[str, torch.Tensor]:
         return torch.tensor([float(fn(m.cfg.optimizer)) for m in members], device=device, dtype=torch.float32)
 
     return {"lr": col(lambda o: o.lr), "weight_decay": col(lambda o: o.weight_decay),
-            "momentum": col(lambda o: o.momentum), "beta1": col(lambda o: o.betas[0]),
+            "momentum": col(lambda o: o.momentum if o.name != "sgd" else 0.0), "beta1": col(lambda o: o.betas[0]),
             "beta2": col(lambda o: o.betas[1]), "eps": col(lambda o: o.eps), "rho": col(lambda o: o.rho),
             "alpha": col(lambda o: o.alpha)}
 
@@ -221,10 +223,17 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
     members = [new_member(i, cfg) for i, cfg in enumerate(cfgs)]
     total = len(members)  # members so far, refilled ones included (the next one's index)
     counted = {"member_steps": 0, "slot_steps": 0, "refilled": 0, "unrefillable": counted_off}
-    net = StackedNet([m.model for m in members])
+    # the layers walked: the members' structure with dropout layers, so members with and without
+    # dropout (now or joining later) share the stack; its weights are never used
+    from tunelab.nn import build_model
+
+    template = build_model(dataclasses.replace(first.model, dropout=0.5), data.input_shape, data.num_classes,
+                           init=False).to(device)
+    net = StackedNet([m.model for m in members], template=template)
     net.dropout_p = torch.tensor([m.cfg.model.dropout for m in members])
     net.generators = [m.drop_gen for m in members]
-    opt = StackedOptimizer(first.optimizer.name, net.params(), _hyper(members, device))
+    opt = StackedOptimizer(first.optimizer.name, net.params(), _hyper(members, device),
+                           names=[m.cfg.optimizer.name for m in members])
     x_fit, y_fit = train_eval_subset(data, first)
     if pbt is not None:
         check_space(list(pbt.space))
@@ -270,7 +279,7 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
         net.extend([m.model for m in joining])
         net.dropout_p = torch.cat([net.dropout_p, torch.tensor([m.cfg.model.dropout for m in joining])])
         net.generators = [*net.generators, *(m.drop_gen for m in joining)]
-        opt.extend(net.params(), _hyper(joining, device))
+        opt.extend(net.params(), _hyper(joining, device), [m.cfg.optimizer.name for m in joining])
         counted["refilled"] += len(joining)
 
     epoch = members[0].state.epoch  # the stack's epochs (a refilled member counts its own)
