@@ -357,3 +357,13 @@ def test_a_driver_stopped_mid_refill_loses_no_trial_and_runs_none_twice(tmp_path
     retries = [t.user_attrs["retry_of"] for t in after if "retry_of" in t.user_attrs]
     assert sorted(retries) == sorted(t.number for t in cut)  # each cut trial asked again exactly once
     assert len(after) == 9 + len(cut)
+
+
+def test_stacks_in_worker_processes_refill_through_their_pipes():
+    space = {"base": {"data": {"name": "digits"}, "model": {"hidden": [16]}, "training": {"batch_size": 64, "threads": 1}},
+             "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}, "training.epochs": {"int": [1, 6]}}}
+    result = tunelab.tune(space, trials=10, seed=0, executor="population", population_size=4, workers=2)
+    assert [t.state.name for t in result.study.trials].count("COMPLETE") == 10 and len(result.study.trials) == 10
+    timing = result.progress.executor
+    assert timing["refilled"] == 6  # 4 slots (2 per worker) started; each of the other 6 took a freed one
+    assert 0 < timing["occupancy"] <= 1

@@ -17,7 +17,7 @@ trains first. A stack whose evaluation period is not one pass over the data (``t
 another ``eval_every``) drains without refill, and so does population-based training (its members are
 fixed). With ``workers`` > 1 each bucket is split among that many long-lived worker processes, one
 population per process (on a CPU, two processes use two cores better than one process with two
-threads); those stacks do not refill yet.
+threads), each holding its share of the K slots and asking the driver for its refills through its pipe.
 
 Example:
     >>> from tunelab.execute.base import TrialSpec
@@ -80,7 +80,7 @@ class PopulationExecutor:
             pairs = [stack[i] for i in buckets[0]]  # the largest bucket trains now; the others wait
             self._waiting = [stack[i][0] for b in buckets[1:] for i in b]
             if self.workers > 1 and len(pairs) > 1:
-                self._in_workers(pairs, on_event)
+                self._in_workers(pairs, on_event, self._refiller(it, pairs) if self.pbt is None else None)
             else:
                 self._population(pairs, on_event, self._refiller(it, pairs) if self.pbt is None else None)
 
@@ -212,9 +212,12 @@ class PopulationExecutor:
             raise KeyboardInterrupt(f"trials {interrupted} interrupted")
 
     # ------------------------------------------------------------------ worker processes
-    def _in_workers(self, pairs: list, on_event: Callable[[Event], Decision]) -> None:
+    def _in_workers(self, pairs: list, on_event: Callable[[Event], Decision],
+                    refill: Optional[Callable[[int], list]] = None) -> None:
         """One bucket split round-robin among the workers; their events reach ``on_event`` here
-        (the driver stays the only writer) and epoch events wait for the driver's decision."""
+        (the driver stays the only writer) and epoch events wait for the driver's decision. A worker's
+        stack asks for refills through the pipe (``("refill", free)``); the specs it gets (``refill``:
+        see ``_refiller``) are its members from then on."""
         from multiprocessing.connection import wait
 
         groups = [pairs[i::self.workers] for i in range(self.workers)]
@@ -222,7 +225,7 @@ class PopulationExecutor:
         self._start(len(groups))
         flight: dict[Any, set[int]] = {}
         for (proc, conn), g in zip(self._pool, groups):
-            conn.send(pickle.dumps([spec for spec, _ in g]))
+            conn.send(pickle.dumps(([spec for spec, _ in g], refill is not None, -(-self.size // len(groups)))))
             flight[conn] = {spec.number for spec, _ in g}
         self._running = sorted(n for numbers in flight.values() for n in numbers)
         while flight:
@@ -237,6 +240,15 @@ class PopulationExecutor:
                     continue
                 if kind == "end":
                     flight.pop(conn)
+                    if isinstance(ev, dict):  # the worker's stack statistics
+                        for k, v in ev.items():
+                            self.stats[k] = self.stats.get(k, 0) + v
+                    continue
+                if kind == "refill":
+                    given = [spec for spec, _ in refill(ev)] if refill is not None else []
+                    flight[conn].update(spec.number for spec in given)
+                    self._running += [spec.number for spec in given]
+                    conn.send(pickle.dumps(given))
                     continue
                 decision = on_event(ev)
                 if ev.kind == "epoch":
@@ -312,11 +324,16 @@ def _worker_main(conn, threads: int) -> None:
             return "prune" if conn.recv() else "continue"
         return None
 
+    def refill(free: int) -> list:  # the driver asks its sampler and sends the specs that join
+        conn.send(("refill", free))
+        return [(s, from_dict(s.config)) for s in pickle.loads(conn.recv())]
+
     try:
         while (payload := conn.recv()) is not None:
-            specs = pickle.loads(payload)
-            PopulationExecutor(len(specs))._population([(s, from_dict(s.config)) for s in specs], remote)
-            conn.send(("end", None))
+            specs, refills, capacity = pickle.loads(payload)
+            executor = PopulationExecutor(max(capacity, len(specs)))
+            executor._population([(s, from_dict(s.config)) for s in specs], remote, refill if refills else None)
+            conn.send(("end", executor.stats))
     except (EOFError, OSError, KeyboardInterrupt):  # the driver is gone, or stopped the study
         pass
     os._exit(0)
