@@ -147,36 +147,33 @@ def zalando_keras_mlp(data, seed: int, epochs: int = 100, batch: int = 64) -> fl
     (github.com/heitorrapela/fashion-mnist-mlp, fashion_mnist_mlp.py): tanh layers with dropout 0.4,
     He-normal weights (Keras 2: a normal truncated at 2 sd, sd sqrt(2 / fan_in)), zero biases; a sigmoid
     on the 10 outputs, which Keras' categorical cross-entropy divides by their sum; SGD with Nesterov
-    momentum 0.975 (Keras' form), lr 0.01 decayed as lr / (1 + 2e-6 * iterations); batch 64; test
-    accuracy after ``epochs``."""
+    momentum 0.975 at lr 0.01 decayed as lr / (1 + 2e-6 * iterations) (torch's Nesterov form, which
+    equals Keras' at a constant lr; the decay moves the lr by 13 % over the run); batch 64; test accuracy
+    after ``epochs``."""
     torch.manual_seed(seed)
     sizes = [784, 256, 128, 100, 10]
     layers: list[nn.Module] = [nn.Flatten()]
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+    for a, b in zip(sizes, sizes[1:]):
         lin = nn.Linear(a, b)
-        nn.init.trunc_normal_(lin.weight, 0.0, (2.0 / a) ** 0.5, -2 * (2.0 / a) ** 0.5, 2 * (2.0 / a) ** 0.5)
+        sd = (2.0 / a) ** 0.5
+        nn.init.trunc_normal_(lin.weight, 0.0, sd, -2 * sd, 2 * sd)
         nn.init.zeros_(lin.bias)
         layers += [lin, nn.Tanh(), nn.Dropout(0.4)] if b != 10 else [lin, nn.Sigmoid()]
     net = nn.Sequential(*layers)
-    params = list(net.parameters())
-    velocity = [torch.zeros_like(p) for p in params]
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.975, nesterov=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 1 / (1 + 2e-6 * it))  # stepped per batch
     gen = torch.Generator().manual_seed(seed)
     x, y = data.x_train, data.y_train
-    iterations = 0
     for _ in range(epochs):
         net.train()
         perm = torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), batch):
             idx = perm[i:i + batch]
             out = net(x[idx]).clamp(1e-7, 1 - 1e-7)
-            prob = out / out.sum(1, keepdim=True)  # Keras: y_pred / sum(y_pred), then -sum(y log y_pred)
-            loss = -prob.gather(1, y[idx].unsqueeze(1)).clamp_min(1e-7).log().mean()
-            net.zero_grad()
+            prob = out.gather(1, y[idx].unsqueeze(1)).squeeze(1) / out.sum(1)  # Keras: y_pred / sum(y_pred)
+            loss = -prob.clamp_min(1e-7).log().mean()
+            opt.zero_grad()
             loss.backward()
-            lr = 0.01 / (1 + 2e-6 * iterations)
-            with torch.no_grad():
-                for p, v in zip(params, velocity):  # Keras' Nesterov: v = m v - lr g; p += m v - lr g
-                    v.mul_(0.975).sub_(lr * p.grad)
-                    p.add_(0.975 * v - lr * p.grad)
-            iterations += 1
+            opt.step()
+            sched.step()
     return _accuracy(net, data.x_test, data.y_test)
