@@ -187,18 +187,23 @@ def run_zalando(ref: Reference, seeds: list[int], quick: bool) -> Row:
     ours = reused(ref.key, seeds, quick) or [train(ref.example, over, s).test_accuracy for s in seeds]
     mean, sd, n = 0.8789, 0.0025, 30  # logs/runs_history.txt of the submitter's repository, all 30 runs
     p = welch_stats(ours, mean, sd, n)
-    keras = two_at_a_time(_keras_seed, [(ref.example, over, s, 1 if quick else 100) for s in seeds])
+    keras = reused(ref.key, seeds, quick, "keras") or two_at_a_time(
+        _keras_seed, [(ref.example, over, s, 1 if quick else 100) for s in seeds])
     verdict = noise_verdict(p)
     p_keras, p_ours = welch_stats(keras, mean, sd, n), welch(ours, keras)
+    k = statistics.fmean(keras)
     if p < 0.05 and p_keras >= 0.05 and p_ours < 0.05:
         verdict += ": explained by the recipe's departures (below)"
+    elif p < 0.05 and p_keras < 0.05 and statistics.fmean(ours) < k < mean:
+        verdict += ": the recipe rewritten in plain PyTorch falls short of it too (below)"
     detail = [f"- tunelab: {show(ours)}",
-              f"- the Keras recipe in plain PyTorch here (sigmoid outputs renormalized by the loss, lr decay "
-              f"2e-6 per step, Keras' Nesterov form, truncated He-normal): {show(keras)}; against the submitter's "
+              f"- the Keras recipe rewritten in plain PyTorch here (sigmoid outputs renormalized by the loss, lr decay "
+              f"2e-6 per step, truncated He-normal, torch's Nesterov form): {show(keras)}; against the submitter's "
               f"30 runs Welch p={p_keras:.2f}, against tunelab p={p_ours:.2f}",
-              "- tunelab trains the table's architecture with a softmax output and a constant lr "
-              "(examples/mnist/fashion_zalando_mlp.yaml says so); where the plain loop of the Keras recipe matches "
-              "the submitter and tunelab does not, those departures are what differs"]
+              f"- so of tunelab's {mean - statistics.fmean(ours):.4f} below the submitter's mean, {mean - k:.4f} is "
+              f"lost by the recipe itself outside Keras (Keras' own data split and random streams, and what else Keras does its own way) "
+              f"and {k - statistics.fmean(ours):.4f} by tunelab's departures from it: a softmax output and a "
+              f"constant lr (examples/mnist/fashion_zalando_mlp.yaml says so)"]
     return _row(ref, tunelab=show(ours), reference=f"the submitter's 30 runs: {mean:.4f} ± {sd:.4f} (n={n})",
                 difference=f"{statistics.fmean(ours) - mean:+.4f} (Welch p={p:.2f})", verdict=verdict,
                 detail=detail, values=dict(tunelab=ours, keras=keras))
