@@ -58,7 +58,8 @@ class PopulationExecutor:
         self._running: list[int] = []
         self._waiting: list[TrialSpec] = []  # asked, not yet trained: another bucket's, for a later stack
         # summed over this executor's stacks: member_steps / slot_steps is the mean occupancy
-        self.stats: dict = {"member_steps": 0, "slot_steps": 0, "refilled": 0}
+        self.stats: dict = {"member_steps": 0, "slot_steps": 0, "member_steps_open": 0, "slot_steps_open": 0,
+                            "refilled": 0}
         self._pool: list = []  # (process, connection) of each worker, started on first use
 
     def run(self, trials: Iterable[TrialSpec], on_event: Callable[[Event], Decision]) -> None:
@@ -157,6 +158,8 @@ class PopulationExecutor:
         that take the slots of members that left, at the next epoch boundary."""
         from tunelab.population import train_population
 
+        if refill is not None and len(pairs) < self.size:  # fill the stack before it starts: the first
+            pairs = pairs + refill(self.size - len(pairs))  # batch of specs held other buckets' too
         specs = [s for s, _ in pairs]
         self._running = [s.number for s in specs]
         pruned: dict[int, int] = {}
@@ -277,9 +280,11 @@ class PopulationExecutor:
     @property
     def timing(self) -> dict:
         """What the study records of this executor (Progress.executor): members trained and slots held,
-        summed over steps, the members that refilled a slot, and the mean occupancy (members / slots)."""
-        slots = self.stats.get("slot_steps", 0)
-        return {**self.stats, "occupancy": self.stats.get("member_steps", 0) / slots if slots else None}
+        summed over steps, the members that refilled a slot, and the mean occupancy (members / slots),
+        overall and while refills kept coming (``occupancy_open``: before the budget ran out)."""
+        slots, open_slots = self.stats.get("slot_steps", 0), self.stats.get("slot_steps_open", 0)
+        return {**self.stats, "occupancy": self.stats.get("member_steps", 0) / slots if slots else None,
+                "occupancy_open": self.stats.get("member_steps_open", 0) / open_slots if open_slots else None}
 
     def running(self) -> list[int]:
         """Numbers of the trials in flight (those cut short by an interrupt, if any), the asked ones

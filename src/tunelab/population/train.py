@@ -222,7 +222,11 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
 
     members = [new_member(i, cfg) for i, cfg in enumerate(cfgs)]
     total = len(members)  # members so far, refilled ones included (the next one's index)
-    counted = {"member_steps": 0, "slot_steps": 0, "refilled": 0, "unrefillable": counted_off}
+    # member_steps / slot_steps: occupancy over the whole stack; the *_open pair counts only while
+    # refills kept coming (until a refill gave fewer configs than slots: the budget was spent)
+    counted = {"member_steps": 0, "slot_steps": 0, "member_steps_open": 0, "slot_steps_open": 0, "refilled": 0,
+               "unrefillable": counted_off}
+    spent = refill is None
     # the layers walked: the members' structure with dropout layers, so members with and without
     # dropout (now or joining later) share the stack; its weights are never used
     from tunelab.nn import build_model
@@ -320,6 +324,9 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
                 seen += b
             counted["member_steps"] += k * steps
             counted["slot_steps"] += capacity * steps
+            if not spent:
+                counted["member_steps_open"] += k * steps
+                counted["slot_steps_open"] += capacity * steps
             # ---- the epoch's end: measure every member, then each member's own policy
             train_loss, train_acc = (loss_sum / seen).tolist(), (correct.double() / seen).tolist()
             fit_loss, fit_acc = _evaluate(net, x_fit, y_fit, first.training.eval_batch_size)
@@ -353,8 +360,11 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
                 finish(m, status, message)
             if done:
                 compact([m for m, _, _ in done])
-            if refill is not None and len(members) < capacity:
-                join(refill(capacity - len(members)))
+            if refill is not None and len(members) < capacity and not spent:
+                free = capacity - len(members)
+                new_cfgs = list(refill(free))
+                spent = len(new_cfgs) < free  # the study's budget (or the waiting room) ran out
+                join(new_cfgs)
             epoch += 1
     except KeyboardInterrupt:  # like fit(): the members end "interrupted" with their history so far
         for m in list(members):

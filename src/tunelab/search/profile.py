@@ -65,9 +65,11 @@ def study_profile(progresses: Sequence[Any]) -> dict[str, Any]:
     stacks = [p.executor for p in progresses if "slot_steps" in p.executor]  # the population executor's
     population = {}
     if stacks:
-        population = {k: sum(s.get(k, 0) for s in stacks) for k in ("member_steps", "slot_steps", "refilled")}
-        slots = population["slot_steps"]
+        keys = ("member_steps", "slot_steps", "member_steps_open", "slot_steps_open", "refilled")
+        population = {k: sum(s.get(k, 0) for s in stacks) for k in keys}
+        slots, open_slots = population["slot_steps"], population["slot_steps_open"]
         population["occupancy"] = population["member_steps"] / slots if slots else None
+        population["occupancy_open"] = population["member_steps_open"] / open_slots if open_slots else None
     return {"population": population, "wall_s": wall, "workers_at_once": at_once, "worker_seconds": sum(workers.values()),
             # the training and evaluation alone, spread over the workers: the wall time with nothing else
             "floor_s": (parts["train"] + parts["eval"]) / at_once, "epochs": int(work.get("epochs", 0)),
@@ -84,16 +86,19 @@ def profile_lines(profile: dict[str, Any]) -> list[str]:
     out = [f"profile: {profile['wall_s']:.1f} s wall, {profile['workers_at_once']} worker(s) = "
            f"{profile['worker_seconds']:.1f} worker-seconds; {profile['trials']} trials, "
            f"{profile['epochs']} epochs trained",
-           f"  compute floor (training and evaluation alone, over the workers): {profile['floor_s']:.1f} s; "
-           f"the wall time is {profile['wall_s'] / max(profile['floor_s'], 1e-9):.2f}x that",
+           (f"  compute floor (training and evaluation alone, over the workers): {profile['floor_s']:.1f} s; "
+            f"the wall time is {profile['wall_s'] / profile['floor_s']:.2f}x that" if profile["floor_s"] > 0 else
+            "  compute floor: not measured (the trials trained together; the driver's wait below is their time)"),
            "  where the workers' time went:"]
     out += [f"    {names[k]:<52}{v:>9.2f} s {100 * v / total:>5.1f}%" for k, v in profile["workers"].items()]
     if not profile["workers"]:
         out.append("    (not measured: the trials trained together, as one population)")
     pop = profile.get("population") or {}
     if pop.get("occupancy") is not None:
+        before = pop.get("occupancy_open")
         out.append(f"  the population's stacks: {pop['occupancy']:.0%} of their slots trained a member on average "
-                   f"(occupancy); {pop['refilled']} trials took the slot of one that had left")
+                   f"(occupancy)" + (f", {before:.0%} until the budget ran out" if before is not None else "")
+                   + f"; {pop['refilled']} trials took the slot of one that had left")
     out.append("  the driver's wall time:")
     labels = {"ask": "sampler (ask)", "storage": "storage", "pruner": "pruner", "driver": "bookkeeping, display",
               "waiting": "waiting for the workers"}
