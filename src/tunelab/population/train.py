@@ -183,7 +183,7 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
     ``slot_steps`` (capacity times steps), ``refilled`` (members that joined) and ``unrefillable`` (1
     when the periods ruled refill out): ``member_steps / slot_steps`` is the mean occupancy.
     """
-    from tunelab.trainer.prepare import load_run_data, new_model, set_threads
+    from tunelab.trainer.prepare import layer_template, load_run_data, new_model, set_threads
 
     cfgs = list(cfgs)
     keys = {bucket_key(c) for c in cfgs}
@@ -229,10 +229,7 @@ def train_population(cfgs: Sequence[RunConfig], data: Any = None, *,
     spent = refill is None
     # the layers walked: the members' structure with dropout layers, so members with and without
     # dropout (now or joining later) share the stack; its weights are never used
-    from tunelab.nn import build_model
-
-    template = build_model(dataclasses.replace(first.model, dropout=0.5), data.input_shape, data.num_classes,
-                           init=False).to(device)
+    template = layer_template(first, data.input_shape, data.num_classes).to(device)
     net = StackedNet([m.model for m in members], template=template)
     net.dropout_p = torch.tensor([m.cfg.model.dropout for m in members])
     net.generators = [m.drop_gen for m in members]

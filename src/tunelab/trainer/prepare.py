@@ -202,6 +202,23 @@ def check_memory(cfg: RunConfig, input_shape: tuple, num_classes: int, device: t
                       f"(or set {SKIP_MEMORY_CHECK}=1 to try anyway)")
 
 
+def layer_template(cfg: RunConfig, input_shape: tuple, num_classes: int) -> torch.nn.Module:
+    """The layers of ``cfg``'s model with dropout layers (at rate 0.5 when ``cfg`` has none), weights
+    left as built: what a population walks, so members with and without dropout share a stack.
+
+    Example:
+        >>> from tunelab.config import from_dict
+        >>> type(layer_template(from_dict({"model": {"hidden": [4]}}), (64,), 10).fc0[-1]).__name__
+        'Dropout'
+    """
+    import dataclasses
+
+    from tunelab.nn import build_model
+
+    model_cfg = cfg.model if cfg.model.dropout > 0 else dataclasses.replace(cfg.model, dropout=0.5)
+    return build_model(model_cfg, input_shape, num_classes, init=False)
+
+
 def new_model(cfg: RunConfig, input_shape: tuple, num_classes: int) -> torch.nn.Module:
     """The model of ``cfg`` with the initial weights ``prepare`` gives it (seeded by
     ``training.seed``), for a caller that has its data already (loading a trained run).
