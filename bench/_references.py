@@ -78,6 +78,15 @@ def mnist_mlp(data, seed: int, epochs: int = 10, batch: int = 128) -> float:
             nn.init.zeros_(m.bias)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    _shuffled_epochs(net, opt, data, seed, epochs, batch, lambda out, yb: F.cross_entropy(out, yb),
+                     after_epoch=sched.step)
+    return _accuracy(net, data.x_test, data.y_test)
+
+
+def _shuffled_epochs(net: nn.Module, opt, data, seed: int, epochs: int, batch: int, loss_of,
+                     after_step=None, after_epoch=None) -> None:
+    """The common loop: each epoch a permutation from a generator seeded by ``seed``, batches sliced
+    from it, ``loss_of(outputs, labels)``, a step; ``after_step`` / ``after_epoch`` (a schedule's step)."""
     gen = torch.Generator().manual_seed(seed)
     x, y = data.x_train, data.y_train
     for _ in range(epochs):
@@ -85,12 +94,14 @@ def mnist_mlp(data, seed: int, epochs: int = 10, batch: int = 128) -> float:
         perm = torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), batch):
             idx = perm[i:i + batch]
-            loss = F.cross_entropy(net(x[idx]), y[idx])
+            loss = loss_of(net(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
-        sched.step()
-    return _accuracy(net, data.x_test, data.y_test)
+            if after_step is not None:
+                after_step()
+        if after_epoch is not None:
+            after_epoch()
 
 
 def book_net() -> nn.Sequential:
@@ -162,18 +173,11 @@ def zalando_keras_mlp(data, seed: int, epochs: int = 100, batch: int = 64) -> fl
     net = nn.Sequential(*layers)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.975, nesterov=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 1 / (1 + 2e-6 * it))  # stepped per batch
-    gen = torch.Generator().manual_seed(seed)
-    x, y = data.x_train, data.y_train
-    for _ in range(epochs):
-        net.train()
-        perm = torch.randperm(len(y), generator=gen)
-        for i in range(0, len(y), batch):
-            idx = perm[i:i + batch]
-            out = net(x[idx]).clamp(1e-7, 1 - 1e-7)
-            prob = out.gather(1, y[idx].unsqueeze(1)).squeeze(1) / out.sum(1)  # Keras: y_pred / sum(y_pred)
-            loss = -prob.clamp_min(1e-7).log().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+
+    def keras_loss(out, yb):
+        out = out.clamp(1e-7, 1 - 1e-7)
+        prob = out.gather(1, yb.unsqueeze(1)).squeeze(1) / out.sum(1)  # Keras: y_pred / sum(y_pred)
+        return -prob.clamp_min(1e-7).log().mean()
+
+    _shuffled_epochs(net, opt, data, seed, epochs, batch, keras_loss, after_step=sched.step)
     return _accuracy(net, data.x_test, data.y_test)
