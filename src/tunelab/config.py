@@ -424,11 +424,11 @@ def saved_config(raw: Any, before_0_2: bool = False) -> Any:
     from tunelab.optim.optimizers import MOMENTUM_USERS
 
     o = raw.get("optimizer") if isinstance(raw, dict) else None
-    if isinstance(o, dict) and o.get("name", "adam") not in MOMENTUM_USERS and o.get("momentum") == 0.9:
-        raw = {**raw, "optimizer": {**o, "momentum": 0.0}}
-    elif before_0_2 and isinstance(o, dict) and o.get("name") == "rmsprop" and o.get("momentum") == 0.9:
-        raw = {**raw, "optimizer": {**o, "momentum": 0.0}}  # a saved rmsprop run: momentum was not applied
-    return raw
+    if not isinstance(o, dict) or o.get("momentum") != 0.9:
+        return raw
+    name = o.get("name", "adam")
+    unused = name not in MOMENTUM_USERS or (before_0_2 and name == "rmsprop")  # 0.1.0's rmsprop ignored it
+    return {**raw, "optimizer": {**o, "momentum": 0.0}} if unused else raw
 
 
 # the optimizer keys whose default depends on optimizer.name
@@ -449,7 +449,8 @@ def follow_optimizer_name(before: Any, section: Any, given: Sequence[str] = ()) 
         return
     defaults = {"lr": default_lr, "eps": default_eps, "momentum": default_momentum}
     for key in NAME_DEFAULTS:
-        if key not in given and key in section and section[key] is not None and section[key] == before.get(key) == defaults[key](old):
+        value = section.get(key)
+        if key not in given and value is not None and value == before.get(key) == defaults[key](old):
             del section[key]
 
 

@@ -92,16 +92,23 @@ class PopulationExecutor:
         from tunelab.population import bucket_key
 
         key, test = bucket_key(pairs[0][1]), pairs[0][0].test
+        known: dict[int, Optional[tuple]] = {}  # spec number -> (spec, config, bucket key) or None: parsed once
 
         def fits(spec: TrialSpec):
-            pair = self._split([spec])[0]
-            return pair[0] if pair and bucket_key(pair[0][1]) == key and spec.test == test else None
+            if spec.number not in known:
+                stack = self._split([spec])[0]
+                known[spec.number] = (*stack[0], bucket_key(stack[0][1])) if stack else None
+            found = known[spec.number]
+            return found[:2] if found is not None and found[2] == key and spec.test == test else None
 
         def refill(free: int) -> list:
             out, still = [], []
             for spec in self._waiting:
                 pair = fits(spec) if len(out) < free else None
-                (out if pair is not None else still).append(pair if pair is not None else spec)
+                if pair is not None:
+                    out.append(pair)
+                else:
+                    still.append(spec)
             self._waiting = still
             while len(out) < free and len(self._waiting) < self.size:
                 spec = next(it, None)

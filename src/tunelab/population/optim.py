@@ -80,6 +80,7 @@ class StackedOptimizer:
         self.hyper.setdefault("weight_decay", torch.zeros(k, device=device))
         if self.shared:
             self.hyper.update(_flags(self.name, self.names, device))
+        self._note_names()
         size = sum(p[0].numel() for p in self.params)
         self.per_member = size >= PER_MEMBER_AT if per_member is None else per_member
         self.steps = torch.zeros(k, device=device, dtype=torch.float64)  # steps taken, per member
@@ -90,6 +91,16 @@ class StackedOptimizer:
             self.state = [{b: torch.zeros_like(p, memory_format=torch.preserve_format).detach()
                            for b in _BUFFERS[self.name]} for p in self.params]
         self.started = False  # momentum buffers start as the first gradient (torch's rule)
+
+    def _note_names(self) -> None:
+        """Which branch of a family's rule the members need (a shared stack of one name takes that
+        name's own rule, without the per-member select): ``all_flagged`` every member nesterov (or
+        adamw), ``mixed_*`` some are."""
+        special = {"momentum": "nesterov", "adam": "adamw"}.get(self.name) if self.shared else None
+        n = sum(name == special for name in self.names)
+        self.all_flagged = special is not None and n == len(self.names)
+        self.mixed_nesterov = special == "nesterov" and 0 < n < len(self.names)
+        self.mixed_decay = special == "adamw" and 0 < n < len(self.names)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -108,9 +119,9 @@ class StackedOptimizer:
             if g is None:
                 continue
             lr, wd = _b(h["lr"], p), _b(h["weight_decay"], p)
-            if "decoupled" in h:  # adam and adamw in one stack: each member's decay where it belongs
+            if self.mixed_decay:  # adam and adamw in one stack: each member's decay where it belongs
                 g = g + _b(h["weight_decay"] * (1 - h["decoupled"]), p) * p  # 0 * p for an adamw member
-            elif self.name != "adamw":
+            elif self.name != "adamw" and not (self.name == "adam" and self.all_flagged):  # (adamw only: none)
                 g = g + wd * p  # coupled L2 (zero weight decay adds nothing)
             getattr(self, f"_{self.name}")(p, g, st, lr)
         self.started = True
@@ -126,10 +137,10 @@ class StackedOptimizer:
             buf.copy_(g)
         else:
             buf.mul_(mu).add_(g)  # a zero buffer (a member that joined later, or plain sgd's mu 0) takes g
-        if "nesterov" in self.hyper:  # sgd, momentum and nesterov members in one stack
+        if self.mixed_nesterov:  # nesterov members beside sgd or momentum ones in one stack
             p.sub_(lr * torch.where(_b(self.hyper["nesterov"], p) > 0, g + mu * buf, buf))
             return
-        p.sub_(lr * (g + mu * buf if nesterov else buf))
+        p.sub_(lr * (g + mu * buf if nesterov or self.all_flagged else buf))
 
     def _nesterov(self, p, g, st, lr):
         self._momentum(p, g, st, lr, nesterov=True)
@@ -160,8 +171,10 @@ class StackedOptimizer:
         p.sub_(lr * delta)
 
     def _adam(self, p, g, st, lr):
-        if "decoupled" in self.hyper:  # adamw members' decoupled decay (1 - 0 for adam members)
+        if self.mixed_decay:  # adamw members' decoupled decay (1 - 0 for adam members)
             p.mul_(1 - lr * _b(self.hyper["weight_decay"] * self.hyper["decoupled"], p))
+        elif self.all_flagged and self.name == "adam":  # adamw members only: adamw's own rule
+            p.mul_(1 - lr * _b(self.hyper["weight_decay"], p))
         b1, b2, eps = _b(self.hyper["beta1"], p), _b(self.hyper["beta2"], p), _b(self.hyper["eps"], p)
         m, v = st["exp_avg"], st["exp_avg_sq"]
         m.lerp_(g, 1 - b1)
@@ -237,6 +250,7 @@ class StackedOptimizer:
         hyper = {**hyper, **(_flags(self.name, new_names, device) if self.shared else {})}
         hyper.setdefault("weight_decay", torch.zeros(added, device=device))
         self.names += new_names
+        self._note_names()
         self.hyper = {k: torch.cat([v, hyper[k].to(v.device, v.dtype)]) for k, v in self.hyper.items()}
         self.steps = torch.cat([self.steps, torch.zeros(added, device=self.steps.device, dtype=self.steps.dtype)])
         if self.per_member:
@@ -249,6 +263,7 @@ class StackedOptimizer:
         self.params = list(params)
         self.hyper = {k: v[index] for k, v in self.hyper.items()}
         self.names = [self.names[i] for i in index.tolist()]
+        self._note_names()
         self.steps = self.steps[index]
         if self.per_member:
             self.members = [self.members[i] for i in index.tolist()]
